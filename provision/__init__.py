@@ -1,0 +1,3 @@
+"""classroom: provision hands-on Docker training classrooms."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,518 @@
+"""The aws backend: the Pulumi program of `stacks/`, driven with the Automation API.
+
+One stack per classroom name, in a local `file://` backend inside the classroom's state folder
+(unless PULUMI_BACKEND_URL is set), with the passphrase secrets provider: the passphrase is
+generated once, kept 0600 in the state folder and handed to the engine in its environment,
+never on a command line. The program runs in-process and reads its input from the stack's
+configuration (`classroom:*`), the same keys a trainer sets for `pulumi up` from the repo root.
+
+Listing machines and checking for leftovers ask EC2 directly (boto3, by the classroom's tags):
+the cloud is the source of truth, and a classroom whose state folder is lost can still be found.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3  # noqa: F401  (the aws extra: a missing package is reported by get_backend)
+import pulumi.automation as auto
+
+from stacks import (
+    DEFAULT_DISK_GB,
+    INSTANCE_TOKEN,
+    MANAGED_BY,
+    PROJECT,
+    ClassroomSpec,
+    HostEntry,
+    instance_urn,
+    parse_expiry,
+    spec_to_config,
+)
+
+from .. import aws_preflight, cost
+from ..errors import BadInput, ClassroomError
+from ..progress import NULL_PROGRESS, Progress
+from ..state import new_secret, write_private
+from .base import Backend, Leftover, Machine
+
+if TYPE_CHECKING:
+    from ..config import ClassroomConfig
+    from ..roster import HostSpec
+    from ..state import ClassroomState
+
+if importlib.util.find_spec("pulumi_aws") is None:  # the program needs it; say so at import time
+    raise ImportError("No module named 'pulumi_aws'", name="pulumi_aws")
+
+PULUMI_INSTALL = "https://www.pulumi.com/docs/install/"
+NO_PULUMI = (f"the aws backend needs the Pulumi CLI, and `pulumi` is not on PATH: install it "
+             f"({PULUMI_INSTALL}), then check `pulumi version`")
+PASSPHRASE_FILE = "pulumi-passphrase"
+WORK_DIR = "pulumi"
+META_KEY = "aws"
+SSH_PORT = 22
+# A classroom about to expire gets a new expiry on `up` rather than hosts that power off at once.
+EXPIRY_MARGIN = timedelta(minutes=15)
+
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+MACHINE_STATES = {"pending": "starting", "running": "running", "stopping": "stopped",
+                  "stopped": "stopped", "shutting-down": "terminating"}
+KINDS = {
+    INSTANCE_TOKEN: "instance",
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/internetGateway:InternetGateway": "internet-gateway",
+    "aws:ec2/routeTable:RouteTable": "route-table",
+    "aws:ec2/route:Route": "route",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": "route-table-association",
+    "aws:ec2/securityGroup:SecurityGroup": "security-group",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "security-group-rule",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "security-group-rule",
+    "aws:ec2/keyPair:KeyPair": "key-pair",
+}
+
+
+# One step per host: its final operation (not the refresh before it, nor the halves of a replacement).
+COUNTED_OPS = {auto.OpType.SAME, auto.OpType.CREATE, auto.OpType.UPDATE, auto.OpType.REPLACE,
+               auto.OpType.IMPORT, auto.OpType.DELETE}
+
+
+def _inline_program() -> None:
+    """What the engine runs, in this process: the program of `stacks/`, reading the stack's config."""
+    from stacks.classroom_stack import main
+
+    main()
+
+
+def _name_of(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def _kind_of(token: str) -> str | None:
+    if token.startswith("pulumi:"):  # the stack itself, providers
+        return None
+    return KINDS.get(token, token.rsplit(":", 1)[-1].lower())
+
+
+@dataclass
+class EngineEvents:
+    """Turns Pulumi engine events into progress, and remembers deletions and errors."""
+
+    progress: Progress
+    key: str
+    removed: list[Leftover] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        try:
+            self._handle(event)
+        except Exception:  # a display problem must never break the engine
+            logging.getLogger(__name__).debug("engine event not shown", exc_info=True)
+
+    def _handle(self, event: auto.EngineEvent) -> None:
+        if event.resource_pre_event is not None:
+            meta = event.resource_pre_event.metadata
+            if meta.type == INSTANCE_TOKEN:
+                self.progress.advance(self.key, 0, detail=f"{_name_of(meta.urn)}: {auto.OpType(meta.op).value}")
+        if event.res_outputs_event is not None:
+            meta = event.res_outputs_event.metadata
+            op = auto.OpType(meta.op)
+            if meta.type == INSTANCE_TOKEN and op in COUNTED_OPS:
+                self.progress.advance(self.key, 1, detail=f"{_name_of(meta.urn)}: {op.value}")
+            kind = _kind_of(meta.type)
+            if kind and op in (auto.OpType.DELETE, auto.OpType.DELETE_REPLACED):
+                self.removed.append(Leftover(kind, _name_of(meta.urn)))
+        if event.res_op_failed_event is not None:
+            meta = event.res_op_failed_event.metadata
+            self.progress.note(f"{_name_of(meta.urn)}: {auto.OpType(meta.op).value} failed")
+        if event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
+            text = " ".join(event.diagnostic_event.message.split())
+            if text:
+                where = _name_of(event.diagnostic_event.urn) if event.diagnostic_event.urn else ""
+                self.errors.append(f"{where}: {text}" if where else text)
+
+
+def find_leftovers(ec2: Any, classroom: str) -> list[Leftover]:
+    """Everything in the region that carries this classroom's tags and still exists."""
+    tagged = [{"Name": "tag:classroom", "Values": [classroom]},
+              {"Name": "tag:managed-by", "Values": [MANAGED_BY]}]
+    found: list[Leftover] = []
+
+    def name(item: dict[str, Any]) -> str:
+        tags = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+        return tags.get("host") or tags.get("Name") or ""
+
+    def label(identifier: str, item: dict[str, Any]) -> str:
+        extra = name(item)
+        return f"{identifier} ({extra})" if extra else identifier
+
+    for page in ec2.get_paginator("describe_instances").paginate(
+            Filters=tagged + [{"Name": "instance-state-name", "Values": LIVE_STATES}]):
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                found.append(Leftover("instance", label(instance["InstanceId"], instance)))
+    for volume in ec2.describe_volumes(Filters=tagged)["Volumes"]:
+        if volume.get("State") not in ("deleting", "deleted"):
+            found.append(Leftover("volume", label(volume["VolumeId"], volume)))
+    for group in ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]:
+        found.append(Leftover("security-group", label(group["GroupId"], group)))
+    for subnet in ec2.describe_subnets(Filters=tagged)["Subnets"]:
+        found.append(Leftover("subnet", label(subnet["SubnetId"], subnet)))
+    for table in ec2.describe_route_tables(Filters=tagged)["RouteTables"]:
+        found.append(Leftover("route-table", label(table["RouteTableId"], table)))
+    for gateway in ec2.describe_internet_gateways(Filters=tagged)["InternetGateways"]:
+        found.append(Leftover("internet-gateway", label(gateway["InternetGatewayId"], gateway)))
+    for vpc in ec2.describe_vpcs(Filters=tagged)["Vpcs"]:
+        found.append(Leftover("vpc", label(vpc["VpcId"], vpc)))
+    for key in ec2.describe_key_pairs(Filters=tagged)["KeyPairs"]:
+        found.append(Leftover("key-pair", key["KeyName"]))
+    return found
+
+
+class AwsBackend(Backend):
+    """Hosts are EC2 instances in the classroom's own VPC; Pulumi creates and destroys them."""
+
+    name = "aws"
+
+    def __init__(self, config: ClassroomConfig, state: ClassroomState, *,
+                 pulumi_command: auto.PulumiCommand | None = None,
+                 clients: Callable[[str], aws_preflight.ClientFactory] | None = None,
+                 which: Callable[[str], str | None] = shutil.which,
+                 ami_parameter: str | None = None,
+                 extra_config: dict[str, str] | None = None,
+                 now: Callable[[], datetime] | None = None):
+        """`pulumi_command` stands in for the engine (tests); `clients(region)` returns a boto3
+        client factory for that region; `which` finds executables; `extra_config` adds stack
+        configuration (e.g. `aws:endpoints` for a moto server)."""
+        self.config = config
+        self.state = state
+        self._command = pulumi_command
+        self._clients = clients or aws_preflight.default_clients
+        self._client_cache: dict[str, aws_preflight.ClientFactory] = {}
+        self._which = which
+        self._ami_parameter = ami_parameter
+        self._extra_config = dict(extra_config or {})
+        self._now = now or (lambda: datetime.now(timezone.utc))
+        self.preflight_result: aws_preflight.PreflightResult | None = None
+
+    # --- places and settings -----------------------------------------------------------------
+    @property
+    def stack_name(self) -> str:
+        return self.config.name
+
+    @property
+    def work_dir(self) -> Path:
+        return self.state.path / WORK_DIR
+
+    @property
+    def backend_url(self) -> str:
+        return os.environ.get("PULUMI_BACKEND_URL") or f"file://{self.work_dir}"
+
+    @property
+    def region(self) -> str:
+        """Where the classroom lives: where it was created, else where the file says."""
+        return self._meta().get("region") or self.config.aws.region
+
+    def _meta(self) -> dict[str, Any]:
+        return dict(self.state.meta().get(META_KEY) or {})
+
+    def _save_meta(self, **values: Any) -> None:
+        self.state.update_meta(**{META_KEY: {**self._meta(), **values}})
+
+    def _factory(self, region: str) -> aws_preflight.ClientFactory:
+        if region not in self._client_cache:
+            self._client_cache[region] = self._clients(region)
+        return self._client_cache[region]
+
+    def _ec2(self, region: str | None = None) -> Any:
+        return self._factory(region or self.region)("ec2")
+
+    def _passphrase(self) -> dict[str, str]:
+        """PULUMI_CONFIG_PASSPHRASE for the engine: the one this classroom's stack was made with
+        (kept 0600 in the state folder); for a new stack, the trainer's own if set, else a new one."""
+        path = self.state.path / PASSPHRASE_FILE
+        if not path.exists():
+            if os.environ.get("PULUMI_CONFIG_PASSPHRASE") or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+                return {}  # inherited by the engine from this process's environment
+            write_private(path, new_secret(32) + "\n")
+        return {"PULUMI_CONFIG_PASSPHRASE": path.read_text().strip()}
+
+    def engine_env(self) -> dict[str, str]:
+        return {"PULUMI_BACKEND_URL": self.backend_url, "PULUMI_SKIP_UPDATE_CHECK": "true",
+                **self._passphrase()}
+
+    # --- the engine ------------------------------------------------------------------------------
+    def _require_pulumi(self) -> auto.PulumiCommand:
+        """The Pulumi CLI, or one clear line on how to get it (before anything is created)."""
+        if self._command is not None:
+            return self._command
+        if self._which("pulumi") is None:
+            raise BadInput(NO_PULUMI)
+        try:
+            self._command = auto.PulumiCommand()
+        except auto.InvalidVersionError as exc:
+            raise BadInput(f"the Pulumi CLI is too old ({exc}): upgrade it ({PULUMI_INSTALL})") from None
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise BadInput(f"`pulumi version` failed ({exc}): reinstall the Pulumi CLI ({PULUMI_INSTALL})") from None
+        return self._command
+
+    def _workspace(self) -> auto.LocalWorkspace:
+        command = self._require_pulumi()
+        self.state.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.work_dir.mkdir(exist_ok=True, mode=0o700)
+        settings = auto.ProjectSettings(
+            name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=self.backend_url),
+            description=f"classroom {self.config.name} on AWS (managed by the classroom tool)")
+        return auto.LocalWorkspace(work_dir=str(self.work_dir), program=_inline_program,
+                                   env_vars=self.engine_env(), secrets_provider="passphrase",
+                                   project_settings=settings, pulumi_command=command)
+
+    def _stack(self, create: bool) -> auto.Stack:
+        workspace = self._workspace()
+        try:
+            if create:
+                return auto.Stack.create_or_select(self.stack_name, workspace)
+            return auto.Stack.select(self.stack_name, workspace)
+        except auto.StackNotFoundError:
+            raise
+        except auto.CommandError as exc:
+            raise self._failure("stack init/select", exc, None) from None
+
+    def _failure(self, action: str, exc: Exception, events: EngineEvents | None) -> ClassroomError:
+        if isinstance(exc, auto.ConcurrentUpdateError):
+            return ClassroomError(f"pulumi {action}: another update of stack {self.stack_name} is running "
+                                  f"(if none is, run `pulumi cancel` in {self.work_dir})")
+        detail = events.errors[0] if events and events.errors else ""
+        if not detail:
+            stderr = getattr(exc, "stderr", "") or ""
+            lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+            lines = lines or [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
+            detail = lines[-1]
+        return ClassroomError(f"pulumi {action} failed: {detail}")
+
+    # --- the Backend interface -------------------------------------------------------------------
+    def preflight(self, hosts: list[HostSpec]) -> None:
+        self._require_pulumi()
+        self._check_region()
+        self.preflight_result = aws_preflight.run(
+            region=self.config.aws.region, instance_type=self.config.aws.instance_type, hosts=len(hosts),
+            allowed_cidr=self.config.aws.allowed_cidr, classroom=self.config.name,
+            clients=self._factory(self.config.aws.region), ami_parameter=self._ami_parameter)
+
+    def estimate(self, hosts: int, hours: float | None = None) -> cost.Estimate:
+        if hours is None:
+            hours = self.config.ttl_delta.total_seconds() / 3600
+        return cost.estimate(self.config.aws.instance_type, self.config.aws.region, hosts,
+                             DEFAULT_DISK_GB, hours)
+
+    def ensure(self, hosts: list[HostSpec], admin_public_key: str,
+               progress: Progress = NULL_PROGRESS) -> list[Machine]:
+        self._require_pulumi()
+        self._check_region()
+        spec = self.spec(hosts, admin_public_key, progress)
+        now = self._now()
+        hours = max((spec.expires_at - now).total_seconds() / 3600, 0.0)
+        estimate = cost.estimate(spec.instance_type, self.config.aws.region, len(spec.hosts), spec.disk_gb, hours)
+        progress.note(estimate.line())
+        if self.preflight_result is not None:
+            for warning in self.preflight_result.warnings:
+                progress.note(warning)
+        self._save_meta(region=self.config.aws.region, hosts=[h.as_dict() for h in spec.hosts],
+                        expires_at=spec.expires_at_text, ami=spec.ami,
+                        availability_zone=spec.availability_zone, instance_type=spec.instance_type,
+                        disk_gb=spec.disk_gb, started_at=self._meta().get("started_at") or now.isoformat())
+
+        stack = self._stack(create=True)
+        events = EngineEvents(progress, "aws")
+        progress.start("aws", f"AWS: {len(spec.hosts)} hosts in {self.config.aws.region}", total=len(spec.hosts))
+        try:
+            self._start_stopped(progress)
+            plugin = f"v{importlib.metadata.version('pulumi_aws')}"
+            try:
+                stack.workspace.install_plugin("aws", plugin)
+            except auto.CommandError as exc:
+                raise self._failure(f"plugin install aws {plugin}", exc, None) from None
+            values = {**spec_to_config(spec), **self._extra_config}
+            stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in values.items()})
+            result = stack.up(refresh=True, color="never", on_event=events)
+        except auto.CommandError as exc:
+            raise self._failure("up", exc, events) from None
+        finally:
+            progress.finish("aws")
+        order = {h.name: i for i, h in enumerate(spec.hosts)}
+        machines = self._machines_from_outputs(result.outputs)
+        return sorted(machines, key=lambda m: order.get(m.name, len(order)))
+
+    def spec(self, hosts: list[HostSpec], admin_public_key: str,
+             progress: Progress = NULL_PROGRESS) -> ClassroomSpec:
+        """What `ensure` asks Pulumi for: the hosts asked for plus those the classroom already has
+        (a smaller --students never deletes a student's machine), a stable expiry and AMI."""
+        meta = self._meta()
+        wanted = [HostEntry(h.name, h.role, h.student) for h in hosts]
+        names = {h.name for h in wanted}
+        kept = [HostEntry(h["name"], h["role"], h.get("student")) for h in meta.get("hosts", [])
+                if h["name"] not in names]
+        if kept:
+            progress.note(f"keeping {', '.join(h.name for h in kept)} (not asked for any more; "
+                          "`classroom down` removes everything)")
+        now = self._now()
+        expires_at = parse_expiry(meta["expires_at"]) if meta.get("expires_at") else None
+        if expires_at is None or expires_at <= now + EXPIRY_MARGIN:
+            expires_at = (now + self.config.ttl_delta).replace(second=0, microsecond=0)
+        found = self.preflight_result
+        return ClassroomSpec(
+            name=self.config.name, hosts=tuple(wanted + kept), admin_public_key=admin_public_key.strip(),
+            expires_at=expires_at, instance_type=self.config.aws.instance_type,
+            allowed_cidr=self.config.aws.allowed_cidr, registry_mirror=self.config.aws.registry_mirror,
+            ami=meta.get("ami") or (found.ami if found else None),
+            availability_zone=meta.get("availability_zone") or (found.availability_zone if found else None),
+            disk_gb=DEFAULT_DISK_GB, region=self.config.aws.region)
+
+    def replace(self, host: HostSpec, admin_public_key: str,
+                progress: Progress = NULL_PROGRESS) -> Machine:
+        self._require_pulumi()
+        known = {h["name"] for h in self._meta().get("hosts", [])}
+        if host.name not in known:
+            raise BadInput(f"{host.name} is not a host of classroom {self.config.name} on AWS "
+                           "(run `classroom up` first)")
+        try:
+            stack = self._stack(create=False)
+        except auto.StackNotFoundError:
+            raise BadInput(f"classroom {self.config.name} has no AWS stack: run `classroom up` first") from None
+        urn = instance_urn(self.stack_name, host.name)
+        events = EngineEvents(progress, "aws-replace")
+        progress.start("aws-replace", f"AWS: replacing {host.name}", total=1)
+        try:
+            result = stack.up(replace=[urn], target=[urn], color="never", on_event=events)
+        except auto.CommandError as exc:
+            raise self._failure(f"up --replace {host.name}", exc, events) from None
+        finally:
+            progress.finish("aws-replace")
+        for machine in self._machines_from_outputs(result.outputs):
+            if machine.name == host.name:
+                return machine
+        raise ClassroomError(f"{host.name} is missing from the stack's outputs after its replacement")
+
+    def destroy(self, progress: Progress = NULL_PROGRESS) -> list[Leftover]:
+        """`pulumi destroy` (then the stack is removed); returns what the engine deleted."""
+        self._require_pulumi()
+        meta = self._meta()
+        try:
+            stack = self._stack(create=False)
+        except auto.StackNotFoundError:
+            stack = None
+        events = EngineEvents(progress, "aws-destroy")
+        if stack is not None:
+            progress.start("aws-destroy", f"AWS: destroying classroom {self.config.name}",
+                           total=len(meta.get("hosts", [])) or None)
+            try:
+                stack.destroy(refresh=True, remove=True, color="never", on_event=events)
+            except auto.CommandError as exc:
+                raise self._failure("destroy", exc, events) from None
+            finally:
+                progress.finish("aws-destroy")
+        if meta.get("started_at"):
+            started = datetime.fromisoformat(meta["started_at"])
+            hours = max((self._now() - started).total_seconds() / 3600, 0.0)
+            spent = cost.estimate(meta.get("instance_type") or self.config.aws.instance_type, self.region,
+                                  len(meta.get("hosts", [])), int(meta.get("disk_gb") or DEFAULT_DISK_GB),
+                                  hours)
+            progress.note(f"ran {hours:.1f} h; {spent.line()}")
+        self.state.update_meta(**{META_KEY: {"region": self.region}})
+        return events.removed
+
+    def leftovers(self) -> list[Leftover]:
+        return self._aws("look for leftovers", lambda: find_leftovers(self._ec2(), self.config.name))
+
+    def machines(self) -> list[Machine]:
+        instances = self._aws("list instances", lambda: list(self._tagged_instances(LIVE_STATES)))
+        best: dict[str, dict[str, Any]] = {}
+        for instance in instances:
+            host = _tags(instance).get("host")
+            if not host:
+                continue
+            current = best.get(host)
+            if current is None or _rank(instance) > _rank(current):
+                best[host] = instance
+        return [self._machine_from_instance(best[name]) for name in sorted(best)]
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _check_region(self) -> None:
+        meta = self._meta()
+        if meta.get("hosts") and meta.get("region") and meta["region"] != self.config.aws.region:
+            raise BadInput(f"aws.region: classroom {self.config.name} runs in {meta['region']}: run "
+                           f"`classroom down` before moving it to {self.config.aws.region}")
+
+    def _aws(self, what: str, fn: Callable[[], Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return aws_preflight._aws_call(what, self.region, fn)
+        except (ClientError, BotoCoreError) as exc:
+            raise ClassroomError(f"AWS: cannot {what} in {self.region}: {exc}") from None
+
+    def _tagged_instances(self, states: list[str]) -> Iterable[dict[str, Any]]:
+        filters = [{"Name": "tag:classroom", "Values": [self.config.name]},
+                   {"Name": "tag:managed-by", "Values": [MANAGED_BY]},
+                   {"Name": "instance-state-name", "Values": states}]
+        for page in self._ec2().get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page["Reservations"]:
+                yield from reservation["Instances"]
+
+    def _start_stopped(self, progress: Progress) -> None:
+        """`ensure` starts hosts someone stopped by hand (a stopped instance keeps its disk)."""
+        stopped = self._aws("list instances", lambda: [
+            i["InstanceId"] for i in self._tagged_instances(["stopped"])])
+        if not stopped:
+            return
+        progress.note(f"starting {len(stopped)} stopped instance(s)")
+        ec2 = self._ec2()
+        self._aws("start instances", lambda: ec2.start_instances(InstanceIds=stopped))
+        self._aws("wait for instances", lambda: ec2.get_waiter("instance_running").wait(
+            InstanceIds=stopped, WaiterConfig={"Delay": 5, "MaxAttempts": 60}))
+
+    def _machine_from_instance(self, instance: dict[str, Any]) -> Machine:
+        tags = _tags(instance)
+        address = instance.get("PublicIpAddress") or instance.get("PublicDnsName") or ""
+        student = tags.get("student")
+        return Machine(
+            name=tags["host"], role=tags.get("role", "student"),  # type: ignore[arg-type]
+            student=None if student in (None, "", "none") else student,
+            state=MACHINE_STATES.get(instance["State"]["Name"], instance["State"]["Name"]),
+            ssh_host=address, ssh_port=SSH_PORT, public_host=address, public_port=SSH_PORT,
+            private_address=instance.get("PrivateIpAddress"), machine_id=instance["InstanceId"],
+            admin_user="root")
+
+    @staticmethod
+    def _machines_from_outputs(outputs: dict[str, Any]) -> list[Machine]:
+        hosts = outputs.get("hosts")
+        entries = hosts.value if hosts is not None and hasattr(hosts, "value") else hosts or []
+        machines = []
+        for entry in entries:
+            address = entry.get("public_ip") or entry.get("public_dns") or ""
+            machines.append(Machine(
+                name=entry["name"], role=entry["role"], student=entry.get("student"),
+                state="running" if address else "failed", ssh_host=address, ssh_port=SSH_PORT,
+                public_host=address, public_port=SSH_PORT, private_address=entry.get("private_ip"),
+                machine_id=entry.get("instance_id"), admin_user="root"))
+        return machines
+
+
+def _tags(item: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+
+
+def _rank(instance: dict[str, Any]) -> tuple[int, float]:
+    """Which instance stands for a host when several carry its name (during a replacement)."""
+    order = {"running": 4, "pending": 3, "stopping": 2, "stopped": 2, "shutting-down": 0}
+    launched = instance.get("LaunchTime")
+    return order.get(instance["State"]["Name"], 0), launched.timestamp() if launched else 0.0

@@ -1,0 +1,70 @@
+"""The small interface every backend implements. It knows machines, not courses."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..progress import NULL_PROGRESS, Progress
+from ..roster import HostSpec, Role
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine as the backend sees it, and how to reach it over SSH."""
+
+    name: str  # student-01, swarm-1
+    role: Role
+    student: str | None
+    state: str  # running | stopped | missing | failed | ...
+    ssh_host: str  # where the tool connects
+    ssh_port: int
+    public_host: str  # what the sheets print (may differ from ssh_host)
+    public_port: int
+    private_address: str | None = None  # on the classroom's network: Swarm advertises this
+    machine_id: str | None = None  # container ID, instance ID
+    admin_user: str = "root"
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something of the classroom that still exists after `down`."""
+
+    kind: str  # container, volume, network, instance, ...
+    name: str
+
+
+class Backend(ABC):
+    """Creates, lists, replaces and destroys one classroom's machines."""
+
+    name: str = "?"
+
+    @abstractmethod
+    def preflight(self, hosts: list[HostSpec]) -> None:
+        """Refuse (BadInput) what would fail, before anything is created."""
+
+    @abstractmethod
+    def ensure(self, hosts: list[HostSpec], admin_public_key: str,
+               progress: Progress = NULL_PROGRESS) -> list[Machine]:
+        """Create the missing hosts, start stopped ones; never touch a running one."""
+
+    @abstractmethod
+    def machines(self) -> list[Machine]:
+        """The classroom's machines as they are now (the backend is the source of truth)."""
+
+    @abstractmethod
+    def replace(self, host: HostSpec, admin_public_key: str,
+                progress: Progress = NULL_PROGRESS) -> Machine:
+        """Destroy one machine and create it anew: same name and address, a clean disk."""
+
+    @abstractmethod
+    def destroy(self, progress: Progress = NULL_PROGRESS) -> list[Leftover]:
+        """Remove everything of the classroom; returns what was removed."""
+
+    @abstractmethod
+    def leftovers(self) -> list[Leftover]:
+        """What of the classroom still exists: empty after a successful `destroy`."""

@@ -1,0 +1,226 @@
+"""The classroom file (DESIGN.md), as a Pydantic model, with command-line overrides.
+
+Every invalid field is reported as one line naming the field, as a `BadInput` (exit 2), before
+anything is created.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import BadInput
+
+DEFAULT_FILE = Path("classroom.yaml")
+DEFAULT_NAME = "classroom"
+MAX_STUDENTS = 200
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# A Docker image reference: [registry[:port]/]path[:tag][@digest], lowercase path components.
+IMAGE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+TTL_RE = re.compile(r"^(\d+)\s*([mhd])$")
+TTL_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageSpec(_Strict):
+    """A course image: taken as is (`name`), or built from a folder of the course (`build`)."""
+
+    name: str
+    build: Path | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_reference(cls, value: str) -> str:
+        if not IMAGE_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid image name")
+        return value
+
+
+class SwarmConfig(_Strict):
+    nodes: Annotated[int, Field(ge=0, le=9)] = 3
+    managers: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _managers_fit(self) -> SwarmConfig:
+        if self.nodes and (self.managers % 2 == 0 or self.managers > self.nodes):
+            raise ValueError(f"managers must be an odd number, at most nodes ({self.nodes})")
+        return self
+
+
+class SheetsConfig(_Strict):
+    lang: Literal["en", "fr"] = "en"
+
+
+class LocalConfig(_Strict):
+    public_host: str = "127.0.0.1"
+    ssh_port_base: Annotated[int, Field(ge=1024, le=60000)] = 2200
+
+    @field_validator("public_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9.:-]+$", value):
+            raise ValueError(f"{value!r} is not a host name or address")
+        return value
+
+
+class AwsConfig(_Strict):
+    region: str = "eu-west-3"
+    instance_type: str = "t3.small"
+    allowed_cidr: str = "0.0.0.0/0"
+    registry_mirror: str | None = None
+
+
+class ClassroomConfig(_Strict):
+    name: str = DEFAULT_NAME
+    backend: Literal["local", "aws"] = "local"
+    students: Annotated[int, Field(ge=1, le=MAX_STUDENTS)] = 3
+    images: list[ImageSpec] = []
+    exercises: Path | None = None
+    swarm: SwarmConfig = SwarmConfig()
+    sheets: SheetsConfig = SheetsConfig()
+    local: LocalConfig = LocalConfig()
+    aws: AwsConfig = AwsConfig()
+    ttl: str = "8h"
+    # Where the file was read from: relative paths (exercises, image builds) are relative to it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid classroom name (lowercase letters, digits and '-', at most 40)"
+            )
+        return value
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _plain_names(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _valid_ttl(cls, value: Any) -> str:
+        text = str(value).strip()
+        match = TTL_RE.match(text)
+        if not match or int(match.group(1)) == 0:
+            raise ValueError(f"{text!r} is not a duration like 90m, 8h or 2d")
+        return text
+
+    @property
+    def ttl_delta(self) -> timedelta:
+        number, unit = TTL_RE.match(self.ttl).groups()  # type: ignore[union-attr]
+        return timedelta(**{TTL_UNITS[unit]: int(number)})
+
+    @property
+    def exercises_dir(self) -> Path | None:
+        return None if self.exercises is None else (self.base_dir / self.exercises).resolve()
+
+    def image_build_dir(self, image: ImageSpec) -> Path | None:
+        return None if image.build is None else (self.base_dir / image.build).resolve()
+
+    @model_validator(mode="after")
+    def _ports_fit(self) -> ClassroomConfig:
+        if self.local.ssh_port_base + self.students + 100 + self.swarm.nodes > 65535:
+            raise ValueError("local.ssh_port_base is too high for that many hosts")
+        return self
+
+
+# Command-line option -> the field it overrides, so errors name what the trainer typed.
+OPTION_FIELDS = {"--students": ("students",), "--swarm-nodes": ("swarm", "nodes"),
+                 "--backend": ("backend",), "--name": ("name",)}
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None,
+                *, check_paths: bool = False) -> ClassroomConfig:
+    """Read the classroom file (or defaults when the default file is absent) and apply overrides.
+
+    `path=None` means `./classroom.yaml` if present. `overrides` maps option names of
+    OPTION_FIELDS (`--students`) to values; `None` values are ignored.
+    """
+    explicit = path is not None
+    path = Path(path) if explicit else DEFAULT_FILE
+    data: dict[str, Any] = {}
+    label = str(path)
+    if path.is_dir():
+        raise BadInput(f"{label}: is a folder, not a classroom file")
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise BadInput(f"{label}: invalid YAML{where}: {problem}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{label}: cannot be read: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise BadInput(f"{label}: must be a mapping of settings (name, students, images, ...)")
+        data = loaded
+        base_dir = path.resolve().parent
+    elif explicit:
+        raise BadInput(f"{label}: no such classroom file")
+    else:
+        base_dir = Path.cwd()
+        label = "defaults"
+
+    sources: dict[tuple[str, ...], str] = {}
+    for option, value in (overrides or {}).items():
+        if value is None:
+            continue
+        keys = OPTION_FIELDS[option]
+        target = data
+        for key in keys[:-1]:
+            target = target.setdefault(key, {}) if isinstance(target.get(key, {}), dict) else {}
+        target[keys[-1]] = value
+        sources[keys] = option
+
+    try:
+        config = ClassroomConfig.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise BadInput(_one_line(exc, label, sources)) from None
+    if check_paths:
+        check_course_paths(config, label)
+    return config
+
+
+def check_course_paths(config: ClassroomConfig, label: str = "classroom file") -> None:
+    """The folders the course names must exist: a typo here would otherwise surface mid-`up`."""
+    folder = config.exercises_dir
+    if folder is not None and not folder.is_dir():
+        raise BadInput(f"{label}: exercises: no such folder: {folder}")
+    for index, image in enumerate(config.images):
+        build = config.image_build_dir(image)
+        if build is not None and not (build / "Dockerfile").is_file():
+            raise BadInput(f"{label}: images.{index}.build: no Dockerfile in {build}")
+
+
+def _one_line(exc: ValidationError, label: str, sources: dict[tuple[str, ...], str]) -> str:
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    field = sources.get(loc) or ".".join(loc) or "file"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    elif "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict):
+        message = f"{message} (got {error['input']!r})"
+    where = "" if field.startswith("--") else f"{label}: "
+    return f"{where}{field}: {message}"

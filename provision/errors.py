@@ -1,0 +1,34 @@
+"""The one error type that reaches the user, and the exit codes of the command-line contract."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1  # unexpected failure
+    BAD_INPUT = 2  # usage, config, unknown student: nothing was changed
+    PARTIAL = 3  # some hosts are not ready; the report names them
+    INTERRUPTED = 130
+
+
+class ClassroomError(Exception):
+    """A failure with a one-line message meant for the trainer, and the exit code it maps to."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, exit_code: ExitCode | None = None):
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadInput(ClassroomError):
+    """The trainer asked for something impossible; nothing was changed."""
+
+    exit_code = ExitCode.BAD_INPUT

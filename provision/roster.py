@@ -1,0 +1,94 @@
+"""Who is in the classroom: host names, roles, students, and how a trainer names a student."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .config import ClassroomConfig
+from .errors import BadInput
+
+Role = Literal["student", "swarm-manager", "swarm-worker"]
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A machine the classroom should have, whatever the backend."""
+
+    name: str  # student-01, swarm-1
+    role: Role
+    student: str | None  # the student who owns it; None for Swarm nodes
+    index: int  # 1-based position among its kind: decides the SSH port on the local backend
+
+    @property
+    def is_swarm(self) -> bool:
+        return self.role != "student"
+
+
+def student_name(index: int) -> str:
+    return f"student-{index:02d}"
+
+
+def student_names(count: int) -> list[str]:
+    return [student_name(i) for i in range(1, count + 1)]
+
+
+def plan_hosts(config: ClassroomConfig) -> list[HostSpec]:
+    """Every host of the classroom: one per student, then swarm-1 … swarm-M."""
+    hosts = [HostSpec(student_name(i), "student", student_name(i), i) for i in range(1, config.students + 1)]
+    for k in range(1, config.swarm.nodes + 1):
+        role: Role = "swarm-manager" if k <= config.swarm.managers else "swarm-worker"
+        hosts.append(HostSpec(f"swarm-{k}", role, None, k))
+    return hosts
+
+
+_STUDENT_ARG = re.compile(r"^(?:student-)?0*(\d{1,4})$")
+_SWARM_ARG = re.compile(r"^swarm-(\d{1,2})$")
+
+
+def resolve_host(argument: str, known: list[str]) -> str:
+    """`student-12`, `12` or `swarm-2` -> the host name, if the classroom has it; else BadInput."""
+    text = argument.strip().lower()
+    if match := _STUDENT_ARG.match(text):
+        name = student_name(int(match.group(1)))
+    elif _SWARM_ARG.match(text):
+        name = text
+    else:
+        raise BadInput(f"{argument!r} is not a student: use student-12 or 12")
+    if name not in known:
+        students = [n for n in known if n.startswith("student-")]
+        span = f"{students[0]} … {students[-1]}" if students else "none"
+        raise BadInput(f"no {name} in this classroom (students: {span})")
+    return name
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """One student's access, as the instructor's list and the sheets print it."""
+
+    student: str
+    host: str  # the student's machine: student-01
+    address: str  # what the student types after @ (public address)
+    port: int
+    user: str
+    password: str
+
+    @property
+    def ssh_command(self) -> str:
+        port = "" if self.port == 22 else f"-p {self.port} "
+        return f"ssh {port}{self.user}@{self.address}"
+
+
+@dataclass(frozen=True)
+class SwarmAccess:
+    """A Swarm node a student can log into with their own account."""
+
+    host: str  # swarm-1
+    role: Role
+    address: str
+    port: int
+
+    def ssh_command(self, user: str) -> str:
+        port = "" if self.port == 22 else f"-p {self.port} "
+        return f"ssh {port}{user}@{self.address}"

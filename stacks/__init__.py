@@ -1,0 +1,174 @@
+"""The classroom's cloud program for Pulumi: what one classroom is on AWS, as plain data.
+
+This module is import-light on purpose (no pulumi, no boto3): the backend builds a
+`ClassroomSpec`, turns it into stack configuration with `spec_to_config`, and the program in
+`classroom_stack.py` (run inline by the Automation API, or by `pulumi up` from the repo root)
+reads it back with `spec_from_values`. One format, two ways in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+PROJECT = "classroom"  # the Pulumi project name (Pulumi.yaml) and the config namespace
+MANAGED_BY = "classroom"  # value of the managed-by tag on every resource
+INSTANCE_TOKEN = "aws:ec2/instance:Instance"
+DEFAULT_DISK_GB = 20
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDR = "10.42.0.0/20"
+
+# Public SSM parameters that always name the current Debian 12 AMI of the region.
+DEBIAN_AMI_PARAMETER = "/aws/service/debian/release/12/latest/{arch}"
+
+# Security group: what the course needs from the trainer's network (allowed_cidr).
+# 22 ssh, 80 and 8000-9000 for `-p`, 32768-60999 for `-P` (Docker's ephemeral range).
+# Never 2375/2376: the Docker API is reached over SSH only.
+PUBLIC_TCP_PORTS: tuple[tuple[int, int], ...] = ((22, 22), (80, 80), (8000, 9000), (32768, 60999))
+FORBIDDEN_PORTS = (2375, 2376)
+
+_ARM_FAMILY = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)$")  # t4g, m6g, c7gn, m7gd, a1
+
+
+def architecture(instance_type: str) -> str:
+    """`arm64` for Graviton families (t4g, m7g, ...), else `amd64` (Debian's names)."""
+    family = instance_type.split(".", 1)[0].lower()
+    return "arm64" if _ARM_FAMILY.match(family) else "amd64"
+
+
+def ami_parameter(instance_type: str) -> str:
+    return DEBIAN_AMI_PARAMETER.format(arch=architecture(instance_type))
+
+
+def instance_urn(stack: str, host: str, project: str = PROJECT) -> str:
+    """The URN of a host's instance: instances are top-level resources named after the host."""
+    return f"urn:pulumi:{stack}::{project}::{INSTANCE_TOKEN}::{host}"
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    name: str  # student-01, swarm-1
+    role: str  # student | swarm-manager | swarm-worker
+    student: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"name": self.name, "role": self.role, "student": self.student}
+
+
+@dataclass(frozen=True)
+class ClassroomSpec:
+    """Everything the program needs, as plain data (nothing here talks to AWS)."""
+
+    name: str
+    hosts: tuple[HostEntry, ...]
+    admin_public_key: str
+    expires_at: datetime  # aware, UTC: hosts power off (and terminate) then
+    instance_type: str = "t3.small"
+    allowed_cidr: str = "0.0.0.0/0"
+    registry_mirror: str | None = None
+    ami: str | None = None  # pinned AMI; None: resolve the public SSM parameter
+    availability_zone: str | None = None
+    disk_gb: int = DEFAULT_DISK_GB
+    region: str | None = None  # aws:region (the provider's config, not ours)
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def expires_at_text(self) -> str:
+        return self.expires_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- spec <-> stack configuration --------------------------------------------------------------
+# Keys are in the project's namespace (`classroom:<key>`); `aws:region` is the provider's.
+CONFIG_KEYS = ("name", "hosts", "instanceType", "allowedCidr", "adminPublicKey", "expiresAt",
+               "registryMirror", "ami", "availabilityZone", "diskGb")
+
+
+def spec_to_config(spec: ClassroomSpec) -> dict[str, str]:
+    """The stack configuration for a spec: every key always set ("" for none), so a value removed
+    from the classroom file is removed from the stack too."""
+    values = {
+        "name": spec.name,
+        "hosts": json.dumps([h.as_dict() for h in spec.hosts], separators=(",", ":")),
+        "instanceType": spec.instance_type,
+        "allowedCidr": spec.allowed_cidr,
+        "adminPublicKey": spec.admin_public_key,
+        "expiresAt": spec.expires_at_text,
+        "registryMirror": spec.registry_mirror or "",
+        "ami": spec.ami or "",
+        "availabilityZone": spec.availability_zone or "",
+        "diskGb": str(spec.disk_gb),
+    }
+    config = {f"{PROJECT}:{key}": value for key, value in values.items()}
+    if spec.region:
+        config["aws:region"] = spec.region
+    return config
+
+
+_TTL = re.compile(r"^(\d+)\s*([mhd])$")
+
+
+def parse_ttl(text: str) -> timedelta:
+    match = _TTL.match(text.strip())
+    if not match:
+        raise ValueError(f"ttl: {text!r} is not a duration like 90m, 8h or 2d")
+    number, unit = int(match.group(1)), match.group(2)
+    return timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: number})
+
+
+def parse_expiry(text: str) -> datetime:
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def plan_host_entries(students: int, swarm_nodes: int = 0, managers: int = 1) -> tuple[HostEntry, ...]:
+    """The same plan as provision.roster.plan_hosts, for `pulumi up` without the tool."""
+    hosts = [HostEntry(f"student-{i:02d}", "student", f"student-{i:02d}") for i in range(1, students + 1)]
+    hosts += [HostEntry(f"swarm-{k}", "swarm-manager" if k <= managers else "swarm-worker")
+              for k in range(1, swarm_nodes + 1)]
+    return tuple(hosts)
+
+
+def spec_from_values(get: Callable[[str], str | None], stack: str,
+                     now: datetime | None = None) -> ClassroomSpec:
+    """Read a spec from configuration: `get("hosts")` returns the value of `classroom:hosts`.
+
+    Written by `spec_to_config`, or by hand for the plain `pulumi` CLI, where `students`,
+    `swarmNodes` and `ttl` may stand in for `hosts` and `expiresAt`.
+    """
+
+    def text(key: str) -> str | None:
+        value = get(key)
+        return value if value not in (None, "") else None
+
+    hosts_text = text("hosts")
+    if hosts_text:
+        hosts = tuple(HostEntry(h["name"], h["role"], h.get("student")) for h in json.loads(hosts_text))
+    else:
+        hosts = plan_host_entries(int(text("students") or 3), int(text("swarmNodes") or 0),
+                                  int(text("swarmManagers") or 1))
+    key = text("adminPublicKey")
+    if not key:
+        raise ValueError(f"{PROJECT}:adminPublicKey is required (an OpenSSH public key line)")
+    expires = text("expiresAt")
+    if expires:
+        expires_at = parse_expiry(expires)
+    else:
+        expires_at = (now or datetime.now(timezone.utc)) + parse_ttl(text("ttl") or "8h")
+        expires_at = expires_at.replace(second=0, microsecond=0)
+    return ClassroomSpec(
+        name=text("name") or stack,
+        hosts=hosts,
+        admin_public_key=key.strip(),
+        expires_at=expires_at,
+        instance_type=text("instanceType") or "t3.small",
+        allowed_cidr=text("allowedCidr") or "0.0.0.0/0",
+        registry_mirror=text("registryMirror"),
+        ami=text("ami"),
+        availability_zone=text("availabilityZone"),
+        disk_gb=int(text("diskGb") or DEFAULT_DISK_GB),
+    )

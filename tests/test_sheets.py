@@ -1,0 +1,265 @@
+"""Access sheets: each student's page has their own access and nobody else's, in both languages."""
+
+from __future__ import annotations
+
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from provision.errors import BadInput, ExitCode
+from provision.roster import RosterEntry, SwarmAccess
+from provision.sheets import (
+    LABELS,
+    SheetCourse,
+    format_expiry,
+    markdown_code,
+    needs_dense_layout,
+    render_sheets,
+)
+
+PASSWORDS = ["maple-river-cloud-4821", "otter-lamp-pixel-0093", "cedar-kite-honey-7310"]
+EXPIRES = datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc)
+SWARM = [
+    SwarmAccess("swarm-1", "swarm-manager", "203.0.113.10", 22),
+    SwarmAccess("swarm-2", "swarm-worker", "203.0.113.11", 22),
+]
+
+
+def make_entries() -> list[RosterEntry]:
+    return [
+        RosterEntry(f"student-0{i}", f"student-0{i}", "127.0.0.1", 2200 + i, f"student-0{i}", password)
+        for i, password in enumerate(PASSWORDS, start=1)
+    ]
+
+
+def make_course(**changes) -> SheetCourse:
+    values = {
+        "classroom": "docker-intro",
+        "images": ["alpine:3.4", "nginx:1.10-alpine", "docker-intro/vote:1"],
+        "exercises": "~/exercises",
+        "swarm": [],
+        "expires_at": EXPIRES,
+        "backend": "local",
+    }
+    values.update(changes)
+    return SheetCourse(**values)
+
+
+def render(tmp_path: Path, *, lang="en", formats=("html", "md"), course=None, entries=None) -> list[Path]:
+    return render_sheets(
+        make_entries() if entries is None else entries,
+        course or make_course(),
+        formats=list(formats),
+        lang=lang,
+        out_dir=tmp_path / "sheets",
+    )
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_writes_one_sheet_per_student_and_an_index_per_format(tmp_path, lang):
+    paths = render(tmp_path, lang=lang)
+    names = [p.name for p in paths]
+    assert names == [
+        "student-01.html", "student-02.html", "student-03.html", "index.html",
+        "student-01.md", "student-02.md", "student-03.md", "index.md",
+    ]
+    assert all(p.parent == tmp_path / "sheets" and p.is_file() for p in paths)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_each_sheet_has_its_own_access_and_no_one_elses(tmp_path, lang, fmt):
+    render(tmp_path, lang=lang, formats=[fmt])
+    entries = make_entries()
+    for entry in entries:
+        text = (tmp_path / "sheets" / f"{entry.student}.{fmt}").read_text()
+        assert entry.ssh_command in text
+        assert entry.password in text
+        assert entry.student in text
+        for other in entries:
+            if other is not entry:
+                assert other.password not in text
+                assert other.ssh_command not in text
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_sheet_lists_images_exercises_expiry_and_help(tmp_path, fmt):
+    render(tmp_path, formats=[fmt])
+    text = (tmp_path / "sheets" / f"student-02.{fmt}").read_text()
+    for image in ["alpine:3.4", "nginx:1.10-alpine", "docker-intro/vote:1"]:
+        assert image in text
+    assert "~/exercises" in text
+    assert "2026-11-27 18:00 UTC" in text
+    assert "reset your machine in seconds" in text
+
+
+def test_no_exercises_and_no_expiry_leave_their_sections_out(tmp_path):
+    render(tmp_path, course=make_course(exercises=None, expires_at=None))
+    for fmt in ("html", "md"):
+        text = (tmp_path / "sheets" / f"student-01.{fmt}").read_text()
+        assert "~/exercises" not in text
+        assert LABELS["en"]["exercises"] not in text
+        assert LABELS["en"]["expires_at"] not in text
+        assert " UTC" not in text
+
+
+def test_html_autoescapes_classroom_and_image_names(tmp_path):
+    course = make_course(classroom="<script>alert(1)</script>", images=["<script>evil</script>:1"])
+    render(tmp_path, formats=["html"], course=course)
+    for name in ("student-01.html", "index.html"):
+        text = (tmp_path / "sheets" / name).read_text()
+        assert "<script>" not in text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+        assert "&lt;script&gt;evil&lt;/script&gt;:1" in text
+
+
+def test_html_is_printable_a4_and_self_contained(tmp_path):
+    render(tmp_path, formats=["html"])
+    text = (tmp_path / "sheets" / "student-01.html").read_text()
+    assert "@page { size: A4; margin: 15mm; }" in text
+    assert "<style>" in text
+    # No external assets: the sheet must print the same on an offline laptop.
+    for marker in ("<link", "<script", "src=", "url(", "@import", "http://", "https://"):
+        assert marker not in text
+
+
+def test_index_html_has_every_student_one_per_page(tmp_path):
+    render(tmp_path, formats=["html"])
+    text = (tmp_path / "sheets" / "index.html").read_text()
+    entries = make_entries()
+    for entry in entries:
+        assert entry.ssh_command in text
+        assert entry.password in text
+    assert text.count('<article class="sheet">') == len(entries)
+    assert "page-break-after: always" in text
+    assert "break-after: page" in text
+    # Students appear in roster order.
+    positions = [text.index(entry.password) for entry in entries]
+    assert positions == sorted(positions)
+
+
+def test_index_md_has_every_student_separated_by_rules(tmp_path):
+    render(tmp_path, formats=["md"])
+    text = (tmp_path / "sheets" / "index.md").read_text()
+    for entry in make_entries():
+        assert entry.ssh_command in text
+        assert entry.password in text
+    # A blank line before `---` keeps it a rule rather than a setext heading underline.
+    assert text.count("\n\n---\n\n") == len(PASSWORDS) - 1
+
+
+def test_every_file_is_mode_0600_and_out_dir_is_created(tmp_path):
+    out_dir = tmp_path / "deep" / "er" / "sheets"
+    paths = render_sheets(make_entries(), make_course(), formats=["html", "md"], lang="fr", out_dir=out_dir)
+    assert out_dir.is_dir()
+    assert sorted(paths) == sorted(out_dir.iterdir())
+    for path in paths:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_rendering_again_overwrites_the_sheets(tmp_path):
+    render(tmp_path, formats=["md"])
+    changed = [RosterEntry("student-01", "student-01", "127.0.0.1", 2201, "student-01", "new-pass-word-0001")]
+    render(tmp_path, formats=["md"], entries=changed)
+    text = (tmp_path / "sheets" / "student-01.md").read_text()
+    assert "new-pass-word-0001" in text
+    assert PASSWORDS[0] not in text
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_swarm_section_only_when_there_is_a_swarm(tmp_path, fmt):
+    render(tmp_path / "none", formats=[fmt])
+    without = (tmp_path / "none" / "sheets" / f"student-02.{fmt}").read_text()
+    assert LABELS["en"]["swarm"] not in without
+    assert "docker node ls" not in without
+
+    render(tmp_path / "swarm", formats=[fmt], course=make_course(swarm=SWARM))
+    text = (tmp_path / "swarm" / "sheets" / f"student-02.{fmt}").read_text()
+    assert LABELS["en"]["swarm"] in text
+    assert "ssh student-02@203.0.113.10" in text
+    assert "ssh student-02@203.0.113.11" in text
+    assert "ssh student-01@203.0.113.10" not in text
+    for command in ("docker node ls", "docker service create", "docker stack deploy"):
+        assert command in text
+    assert "manager" in text and "worker" in text
+
+
+def test_swarm_commands_keep_a_non_default_port(tmp_path):
+    swarm = [SwarmAccess("swarm-1", "swarm-manager", "127.0.0.1", 2301)]
+    render(tmp_path, formats=["md"], course=make_course(swarm=swarm))
+    text = (tmp_path / "sheets" / "student-03.md").read_text()
+    assert "ssh -p 2301 student-03@127.0.0.1" in text
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_french_sheets_are_in_french(tmp_path, fmt):
+    render(tmp_path, lang="fr", formats=[fmt], course=make_course(swarm=SWARM))
+    text = (tmp_path / "sheets" / f"student-01.{fmt}").read_text()
+    for label in ("Mot de passe", "Utilisateur", "Exercices", "Cluster Swarm", "Un problème",
+                  "Fin de la classe", "réinitialiser votre machine"):
+        assert label in text, label
+    assert "27/11/2026 18:00 UTC" in text
+    for english in ("Password", "User", "Something broken", "2026-11-27"):
+        assert english not in text, english
+    if fmt == "html":
+        assert '<html lang="fr">' in text
+
+
+def test_both_languages_have_the_same_labels():
+    assert LABELS["en"].keys() == LABELS["fr"].keys()
+    assert all(value.strip() for labels in LABELS.values() for value in labels.values())
+
+
+def test_aws_sheets_say_the_machine_is_deleted(tmp_path):
+    render(tmp_path, formats=["md"], course=make_course(backend="aws"))
+    text = (tmp_path / "sheets" / "student-01.md").read_text()
+    assert LABELS["en"]["expires_aws"] in text
+
+
+def test_expiry_is_shown_in_utc():
+    paris = timezone(timedelta(hours=1))
+    assert format_expiry(datetime(2026, 11, 27, 19, 0, tzinfo=paris), "en") == "2026-11-27 18:00 UTC"
+    assert format_expiry(datetime(2026, 11, 27, 19, 0, tzinfo=paris), "fr") == "27/11/2026 18:00 UTC"
+    assert format_expiry(None, "fr") is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lang": "de"}, "unknown sheet language 'de': use en or fr"),
+        ({"formats": ["pdf"]}, "unknown sheet format 'pdf': use html or md"),
+        ({"formats": []}, "no sheet format given: use html or md"),
+    ],
+)
+def test_bad_input_is_refused_before_writing(tmp_path, kwargs, message):
+    options = {"formats": ["html"], "lang": "en", "out_dir": tmp_path / "sheets", **kwargs}
+    with pytest.raises(BadInput) as caught:
+        render_sheets(make_entries(), make_course(), **options)
+    assert str(caught.value) == message
+    assert caught.value.exit_code == ExitCode.BAD_INPUT
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "sheets").exists()
+
+
+def test_a_student_name_cannot_escape_the_output_folder(tmp_path):
+    entries = [RosterEntry("../evil", "student-01", "127.0.0.1", 2201, "student-01", PASSWORDS[0])]
+    with pytest.raises(BadInput):
+        render(tmp_path, entries=entries)
+    assert not (tmp_path / "evil.html").exists()
+
+
+def test_markdown_code_spans_survive_backticks():
+    assert markdown_code("plain") == "`plain`"
+    assert markdown_code("a`b") == "``a`b``"
+    assert markdown_code("`x`") == "`` `x` ``"
+
+
+def test_many_swarm_nodes_switch_to_the_dense_layout(tmp_path):
+    assert not needs_dense_layout(make_entries(), make_course(swarm=SWARM))
+    nine = [SwarmAccess(f"swarm-{k}", "swarm-worker", "203.0.113.10", 2300 + k) for k in range(1, 10)]
+    assert needs_dense_layout(make_entries(), make_course(swarm=nine))
+    render(tmp_path, formats=["html"], course=make_course(swarm=nine))
+    text = (tmp_path / "sheets" / "index.html").read_text()
+    assert text.count('<article class="sheet dense">') == len(PASSWORDS)
