@@ -67,7 +67,7 @@ class ClassroomState:
 
     @property
     def exists(self) -> bool:
-        return self.path.is_dir()
+        return (self.path / META_FILE).exists()
 
     # --- admin key -------------------------------------------------------------------------
     def admin_key(self) -> AdminKey:
@@ -132,7 +132,9 @@ class ClassroomState:
         if wait is None:
             wait = float(os.environ.get("CLASSROOM_LOCK_WAIT", "5"))
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = open(self.path / LOCK_FILE, "a+")
+        lock_path = self.path / LOCK_FILE
+        lock_path.touch(mode=0o600, exist_ok=True)
+        handle = open(lock_path, "a+")
         deadline = time.monotonic() + wait
         try:
             while True:

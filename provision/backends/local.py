@@ -1,0 +1,351 @@
+"""The local backend: each host is a Docker-in-Docker container on the local engine.
+
+The engine is the source of truth: every container, volume and network of a classroom carries
+the label `classroom.name=NAME`, so `list`, `down` and the leftover check read the engine, not a
+file. Secrets never go into a container's config: the admin public key is copied in before the
+container starts, and passwords are set later over SSH.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import os
+import socket
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from importlib.resources import files
+from pathlib import Path
+from urllib.parse import urlparse
+
+import docker
+import docker.errors
+
+from ..config import ClassroomConfig
+from ..errors import BadInput, ClassroomError
+from ..progress import NULL_PROGRESS, Progress
+from ..roster import HostSpec
+from ..state import ClassroomState
+from .base import Backend, Leftover, Machine
+
+LABEL = "classroom.name"
+MANAGED = {"classroom.managed-by": "classroom"}
+HOST_IMAGE_REPO = "classroom-host"
+BASE_IMAGE = "debian:bookworm-slim"
+SWARM_PORT_OFFSET = 100  # swarm-1 -> ssh_port_base + 101: clear of up to 100 students
+PARALLEL = 8  # container creation is engine-bound; more threads only queue at the daemon
+
+
+def host_image_dir() -> Path:
+    """The folder with the host image's Dockerfile, installed or in the source tree."""
+    try:
+        path = Path(str(files("provision.templates"))) / "host"
+        if (path / "Dockerfile").is_file():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[2] / "templates" / "host"
+
+
+def host_image_tag() -> str:
+    """`classroom-host:<hash>` of the Dockerfile folder: a change of any input means a rebuild."""
+    digest = hashlib.sha256()
+    folder = host_image_dir()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{HOST_IMAGE_REPO}:{digest.hexdigest()[:12]}"
+
+
+def connect_engine() -> docker.DockerClient:
+    """The local engine (or DOCKER_HOST), or a one-line BadInput saying how to get one."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception as exc:  # the SDK raises several unrelated types for "no engine"
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise BadInput(
+            f"cannot reach the Docker engine at {where} ({reason}): start it "
+            "(sudo systemctl start docker, or scripts/setup-engine.sh) or set DOCKER_HOST"
+        ) from None
+
+
+def _tar_of(files_: dict[str, tuple[bytes, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, (data, mode) in files_.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, config: ClassroomConfig, state: ClassroomState,
+                 client: docker.DockerClient | None = None):
+        self.config = config
+        self.classroom = config.name
+        self.state = state
+        self._client = client
+
+    # --- engine and naming ---------------------------------------------------------------------
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = connect_engine()
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        return f"classroom-{self.classroom}"
+
+    @property
+    def network_name(self) -> str:
+        return f"{self.prefix}-net"
+
+    def container_name(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    def volume_name(self, host: str) -> str:
+        return f"{self.prefix}-{host}-docker"
+
+    def port_of(self, spec: HostSpec) -> int:
+        base = self.config.local.ssh_port_base
+        return base + spec.index + (SWARM_PORT_OFFSET if spec.is_swarm else 0)
+
+    @property
+    def bind_address(self) -> str:
+        """Loopback unless the sheets print a non-loopback address that students must reach."""
+        try:
+            loopback = ipaddress.ip_address(self.config.local.public_host).is_loopback
+        except ValueError:
+            loopback = self.config.local.public_host == "localhost"
+        return "127.0.0.1" if loopback else "0.0.0.0"
+
+    @property
+    def ssh_host(self) -> str:
+        """Where this tool reaches published ports: this machine, or the remote engine's host."""
+        url = urlparse(os.environ.get("DOCKER_HOST", ""))
+        if url.scheme in ("tcp", "ssh") and url.hostname:
+            return url.hostname
+        return "127.0.0.1"
+
+    def _labels(self, spec: HostSpec) -> dict[str, str]:
+        return {LABEL: self.classroom, "classroom.host": spec.name, "classroom.role": spec.role,
+                "classroom.student": spec.student or "", **MANAGED}
+
+    def _filters(self) -> dict[str, str]:
+        return {"label": f"{LABEL}={self.classroom}"}
+
+    # --- the interface -------------------------------------------------------------------------
+    def preflight(self, hosts: list[HostSpec]) -> None:
+        """Engine reachable; every SSH port is free or already ours."""
+        ours = {m.name for m in self.machines() if m.state != "missing"}
+        for spec in hosts:
+            if spec.name in ours:
+                continue
+            port = self.port_of(spec)
+            if not _port_free(self.bind_address, port):
+                raise BadInput(
+                    f"port {port} (for {spec.name}) is already in use on this machine: "
+                    "set local.ssh_port_base to a free range (another classroom may use this one)"
+                )
+
+    def ensure(self, hosts: list[HostSpec], admin_public_key: str,
+               progress: Progress = NULL_PROGRESS) -> list[Machine]:
+        image = self.ensure_host_image(progress)
+        network = self._ensure_network()
+        existing = {c.labels.get("classroom.host"): c for c in self._containers()}
+        todo = [spec for spec in hosts if existing.get(spec.name) is None
+                or existing[spec.name].status != "running"]
+        progress.start("hosts", f"Starting {len(todo)} host(s)", total=len(todo))
+
+        def bring_up(spec: HostSpec) -> None:
+            container = existing.get(spec.name)
+            if container is None:
+                self._create(spec, image, network, admin_public_key)
+            else:  # stopped by hand or by a reboot: start it, its disk is kept
+                container.start()
+            progress.advance("hosts", detail=spec.name)
+
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            errors = [f.exception() for f in [pool.submit(bring_up, s) for s in todo]]
+        progress.finish("hosts")
+        failed = [e for e in errors if e is not None]
+        if failed:
+            raise ClassroomError(f"could not start {len(failed)} host(s): {_short(failed[0])}")
+        wanted = {spec.name for spec in hosts}
+        return [m for m in self.machines() if m.name in wanted]
+
+    def machines(self) -> list[Machine]:
+        network = self.network_name
+        result = []
+        for container in self._containers():
+            labels = container.labels
+            attrs = container.attrs
+            bindings = (attrs.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or [{}]
+            port = int(bindings[0].get("HostPort") or 0)
+            networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
+            address = (networks.get(network) or {}).get("IPAddress") or None
+            result.append(Machine(
+                name=labels.get("classroom.host", container.name),
+                role=labels.get("classroom.role", "student"),  # type: ignore[arg-type]
+                student=labels.get("classroom.student") or None,
+                state="running" if container.status == "running" else container.status,
+                ssh_host=self.ssh_host, ssh_port=port,
+                public_host=self.config.local.public_host, public_port=port,
+                private_address=address, machine_id=container.id,
+            ))
+        return sorted(result, key=_host_order)
+
+    def replace(self, host: HostSpec, admin_public_key: str,
+                progress: Progress = NULL_PROGRESS) -> Machine:
+        image = self.ensure_host_image(progress)
+        network = self._ensure_network()
+        for container in self._containers(host=host.name):
+            container.remove(force=True, v=True)
+        self._remove_volume(self.volume_name(host.name))
+        self._create(host, image, network, admin_public_key)
+        return next(m for m in self.machines() if m.name == host.name)
+
+    def destroy(self, progress: Progress = NULL_PROGRESS) -> list[Leftover]:
+        containers = self._containers()
+        progress.start("destroy", f"Removing {len(containers)} host(s)", total=len(containers))
+        removed: list[Leftover] = []
+
+        def remove(container) -> None:
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            removed.append(Leftover("container", container.name))
+            progress.advance("destroy", detail=container.labels.get("classroom.host"))
+
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(remove, containers))
+        for volume in self.client.volumes.list(filters=self._filters()):
+            self._remove_volume(volume.name)
+            removed.append(Leftover("volume", volume.name))
+        for network in self.client.networks.list(filters=self._filters()):
+            network.remove()
+            removed.append(Leftover("network", network.name))
+        progress.finish("destroy")
+        return sorted(removed, key=lambda item: (item.kind, item.name))
+
+    def leftovers(self) -> list[Leftover]:
+        found = [Leftover("container", c.name) for c in self._containers()]
+        found += [Leftover("volume", v.name) for v in self.client.volumes.list(filters=self._filters())]
+        found += [Leftover("network", n.name) for n in self.client.networks.list(filters=self._filters())]
+        return found
+
+    # --- local specifics -------------------------------------------------------------------------
+    def ensure_host_image(self, progress: Progress = NULL_PROGRESS) -> str:
+        """Build the host image unless an image with the same input hash exists."""
+        tag = host_image_tag()
+        try:
+            self.client.images.get(tag)
+            return tag
+        except docker.errors.ImageNotFound:
+            pass
+        self._require_base_image()
+        progress.start("image", f"Building the host image {tag} (once)", total=None)
+        error = None
+        for chunk in self.client.api.build(path=str(host_image_dir()), tag=tag, rm=True,
+                                           forcerm=True, decode=True, labels=dict(MANAGED)):
+            if "stream" in chunk and chunk["stream"].strip():
+                progress.advance("image", 0, detail=chunk["stream"].strip()[:100])
+            error = chunk.get("error") or error
+        progress.finish("image")
+        if error:
+            raise ClassroomError(f"building the host image failed: {error.strip()}")
+        return tag
+
+    def _require_base_image(self) -> None:
+        try:
+            self.client.images.get(BASE_IMAGE)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            self.client.images.pull(BASE_IMAGE)
+        except docker.errors.APIError:
+            raise BadInput(
+                f"the host image is built FROM {BASE_IMAGE}, which is not on this engine and cannot be "
+                "pulled: run scripts/setup-engine.sh (it builds it offline with debootstrap)"
+            ) from None
+
+    def _ensure_network(self) -> str:
+        if not self.client.networks.list(names=[self.network_name], filters=self._filters()):
+            self.client.networks.create(self.network_name, driver="bridge",
+                                        labels={LABEL: self.classroom, **MANAGED})
+        return self.network_name
+
+    def _containers(self, host: str | None = None) -> list:
+        filters = self._filters()
+        if host:
+            filters = {"label": [filters["label"], f"classroom.host={host}"]}
+        return self.client.containers.list(all=True, filters=filters)
+
+    def _remove_volume(self, name: str) -> None:
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _create(self, spec: HostSpec, image: str, network: str, admin_public_key: str) -> None:
+        labels = self._labels(spec)
+        volume = self.volume_name(spec.name)
+        try:
+            self.client.volumes.get(volume)
+        except docker.errors.NotFound:
+            self.client.volumes.create(volume, labels=labels)
+        container = self.client.containers.create(
+            image,
+            name=self.container_name(spec.name),
+            hostname=spec.name,
+            labels=labels,
+            detach=True,
+            init=True,  # reaps the orphans of students' sessions and of the nested dockerd
+            # Docker-in-Docker without --privileged (ENVIRONMENT.md): all capabilities but one.
+            cap_add=["ALL"],
+            cap_drop=["SYS_RESOURCE"],
+            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+            cgroupns="private",
+            tmpfs={"/run": "rw,exec,mode=755", "/tmp": "rw,exec,mode=1777"},
+            volumes={volume: {"bind": "/var/lib/docker", "mode": "rw"}},
+            ports={"22/tcp": (self.bind_address, self.port_of(spec))},
+            network=network,
+            restart_policy={"Name": "unless-stopped"},
+        )
+        try:
+            # The key goes in as a file before start: it never appears in `docker inspect`.
+            container.put_archive("/root/.ssh", _tar_of({"authorized_keys": (admin_public_key.encode() + b"\n",
+                                                                               0o600)}))
+            container.start()
+        except Exception:
+            container.remove(force=True)
+            raise
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+            return True
+        except OSError:
+            return False
+
+
+def _host_order(machine: Machine) -> tuple[int, int, str]:
+    number = machine.name.rsplit("-", 1)[-1]
+    return (0 if machine.role == "student" else 1, int(number) if number.isdigit() else 0, machine.name)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,323 @@
+"""The `classroom` command line: parse options, call the core, render what it returns.
+
+Exit codes (DESIGN.md): 0 done, 1 unexpected failure, 2 bad input (nothing changed),
+3 partial (some hosts not ready), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import BadInput, ClassroomError, ExitCode
+
+app = typer.Typer(
+    name="classroom",
+    help="Provision a hands-on Docker classroom: one host per student, a small Swarm cluster, "
+    "access sheets; reset one student in seconds; tear everything down after class.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXAMPLES = """
+Examples:
+
+  classroom -f course/classroom.yaml up --students 12
+
+  classroom status
+
+  classroom reset student-07
+"""
+
+
+class Options:
+    def __init__(self, file: Optional[Path], name: Optional[str], debug: bool):
+        self.file, self.name, self.debug = file, name, debug
+
+
+_DEBUG = False
+
+
+@app.callback(epilog=EXAMPLES)
+def _global(
+    ctx: typer.Context,
+    file: Optional[Path] = typer.Option(None, "-f", "--file", help="The classroom file.  [default: ./classroom.yaml]"),
+    name: Optional[str] = typer.Option(None, "--name", help="Which classroom (several can live side by side). "
+                                       "[default: name in the file, else 'classroom']"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected failures."),
+) -> None:
+    global _DEBUG
+    _DEBUG = debug
+    ctx.obj = Options(file, name, debug)
+
+
+def _room(ctx: typer.Context, *, check_paths: bool = False, **overrides):
+    from .commands import Classroom
+    from .config import load_config
+
+    opts: Options = ctx.obj
+    config = load_config(opts.file, {"--name": opts.name, **overrides}, check_paths=check_paths)
+    return Classroom.open(config)
+
+
+def _require_existing(room) -> None:
+    if not room.state.exists and not room.backend.machines():
+        raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+
+
+# --- up --------------------------------------------------------------------------------------------
+class BackendChoice(str, Enum):
+    local = "local"
+    aws = "aws"
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    students: Optional[int] = typer.Option(None, "--students", "-n", help="How many students (one host each).",
+                                           show_default="from the file, else 3"),
+    swarm_nodes: Optional[int] = typer.Option(None, "--swarm-nodes", help="Swarm nodes; 0 for no cluster.",
+                                              show_default="from the file, else 3"),
+    backend: Optional[BackendChoice] = typer.Option(None, "--backend", help="Where the hosts run.",
+                                                    show_default="from the file, else local"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before creating paid cloud resources."),
+) -> None:
+    """Create the classroom, or converge it: hosts, accounts, sheets.
+
+    Re-running it changes nothing on healthy hosts; a larger --students adds hosts and touches no
+    existing one; a host that was removed comes back.
+    """
+    from . import commands
+    from .ui import RichProgress, console, out
+
+    room = _room(ctx, check_paths=True, **{"--students": students, "--swarm-nodes": swarm_nodes,
+                                           "--backend": backend.value if backend else None})
+    with RichProgress() as progress:
+        room.progress = progress
+        result = commands.up(room)
+    _render_up(result, out, console)
+    if result.failed:
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+def _render_up(result, out, console) -> None:
+    from rich.table import Table
+
+    from .ui import state_style
+
+    table = Table(title=f"classroom {result.classroom} ({result.backend})", title_justify="left")
+    for column in ("host", "role", "address", "port", "state", "note"):
+        table.add_column(column)
+    for host in result.hosts:
+        state = "ready" if host.ok else "failed"
+        note = host.error or ("created" if host.name in result.created else
+                              ", ".join(host.changes) if host.changes else "unchanged")
+        table.add_row(host.name, host.role, host.address, str(host.port),
+                      f"[{state_style(state)}]{state}[/]", note)
+    out.print(table)
+    ready = sum(1 for h in result.hosts if h.ok)
+    if result.sheets_dir:
+        out.print(f"Access sheets: {result.sheets_dir / 'index.html'} (print it), Markdown beside it.")
+    if result.expires_at:
+        out.print(f"Expires: {result.expires_at:%Y-%m-%d %H:%M} UTC.")
+    if result.failed:
+        names = ", ".join(h.name for h in result.failed)
+        console.print(f"[red]{len(result.failed)} host(s) not ready: {names}[/]. "
+                      "Re-run `classroom up` to repair them.")
+    else:
+        out.print(f"[green]{ready} host(s) ready.[/]")
+
+
+# --- status ----------------------------------------------------------------------------------------
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """One row per host: role, address, port, state, and live checks (ssh, docker)."""
+    from . import commands
+    from .ui import out, state_style
+
+    room = _room(ctx)
+    result = commands.status(room)
+    if not result.exists:
+        raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"classroom {result.classroom} ({result.backend})", title_justify="left")
+        check_names = sorted({name for host in result.hosts for name in host.checks})
+        for column in ["host", "role", "address", "port", "state", *check_names, "detail"]:
+            table.add_column(column)
+        for host in result.hosts:
+            marks = ["[green]ok[/]" if host.checks.get(n) else "[red]no[/]" if n in host.checks else "-"
+                     for n in check_names]
+            table.add_row(host.name, host.role, host.address or "-", str(host.port or "-"),
+                          f"[{state_style(host.state)}]{host.state}[/]", *marks, host.detail or "")
+        out.print(table)
+        ready = len(result.hosts) - len(result.not_ready)
+        out.print(f"{ready}/{len(result.hosts)} host(s) ready.")
+    if result.not_ready:
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+# --- roster ----------------------------------------------------------------------------------------
+class RosterFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def roster(
+    ctx: typer.Context,
+    fmt: RosterFormat = typer.Option(RosterFormat.table, "--format", help="Output format."),
+) -> None:
+    """The instructor's list: student, host, ssh command, password."""
+    from .ui import out
+
+    room = _room(ctx)
+    _require_existing(room)
+    entries = room.roster()
+    rows = [{"student": e.student, "host": e.host, "address": e.address, "port": e.port, "user": e.user,
+             "password": e.password, "ssh": e.ssh_command} for e in entries]
+    if fmt is RosterFormat.json:
+        print(json.dumps(rows, indent=2))
+    elif fmt is RosterFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["student"])
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"classroom {room.name}", title_justify="left")
+        for column in ("student", "ssh", "password"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["student"], row["ssh"], row["password"])
+        out.print(table)
+
+
+# --- sheets ----------------------------------------------------------------------------------------
+class SheetFormat(str, Enum):
+    html = "html"
+    md = "md"
+    all = "all"
+
+
+class Lang(str, Enum):
+    en = "en"
+    fr = "fr"
+
+
+@app.command()
+def sheets(
+    ctx: typer.Context,
+    fmt: SheetFormat = typer.Option(SheetFormat.all, "--format", help="html (printable A4), md, or all."),
+    lang: Optional[Lang] = typer.Option(None, "--lang", help="Language of the sheets.",
+                                        show_default="from the file, else en"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write them.",
+                                           show_default="the classroom's state folder"),
+) -> None:
+    """(Re)render the access sheets: one printable page per student, and an index that prints all."""
+    from . import commands
+    from .ui import out
+
+    room = _room(ctx)
+    _require_existing(room)
+    formats = ("html", "md") if fmt is SheetFormat.all else (fmt.value,)
+    written, folder = commands.render_sheets(room, formats=formats, lang=lang.value if lang else None,
+                                             out_dir=out_dir)
+    out.print(f"{len(written)} file(s) written to {folder}")
+    for path in written:
+        if path.name.startswith("index."):
+            out.print(f"  {path}")
+
+
+# --- down ------------------------------------------------------------------------------------------
+@app.command()
+def down(
+    ctx: typer.Context,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Destroy every host, volume and network of the classroom, then verify nothing is left."""
+    from . import commands
+    from .ui import RichProgress, console, out
+
+    room = _room(ctx)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise BadInput(f"`down` destroys classroom {room.name!r} and its students' work: add --yes to confirm")
+        if not typer.confirm(f"Destroy classroom {room.name!r} and everything on it?", err=True):
+            raise BadInput("nothing was destroyed")
+    room.progress = RichProgress()
+    with room.progress:
+        result = commands.down(room)
+    if result.already_gone:
+        out.print(f"classroom {room.name!r}: already gone, nothing to remove.")
+        return
+    kinds: dict[str, int] = {}
+    for item in result.removed:
+        kinds[item.kind] = kinds.get(item.kind, 0) + 1
+    summary = ", ".join(f"{count} {kind}(s)" for kind, count in sorted(kinds.items())) or "nothing"
+    out.print(f"Removed {summary} of classroom {room.name!r}.")
+    if result.leftovers:
+        for item in result.leftovers:
+            console.print(f"[red]still there:[/] {item.kind} {item.name}")
+        raise ClassroomError(f"{len(result.leftovers)} resource(s) of {room.name!r} are left: see above")
+    out.print(f"[green]Verified: nothing of classroom {room.name!r} remains.[/]")
+
+
+# --- entry point -----------------------------------------------------------------------------------
+def main(argv: Optional[List[str]] = None) -> None:
+    """Run the CLI; the one place where exceptions become messages and exit codes."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="classroom", standalone_mode=False)
+        code = code if isinstance(code, int) else 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.TyperException as exc:  # click's usage errors: unknown option, 'abc' for a number
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _error(message.splitlines()[0] if message else "invalid usage (see --help)")
+        code = getattr(exc, "exit_code", ExitCode.BAD_INPUT) or ExitCode.BAD_INPUT
+    except (typer.Abort, KeyboardInterrupt):
+        _error("interrupted")
+        code = ExitCode.INTERRUPTED
+    except ClassroomError as exc:
+        if _DEBUG:
+            import traceback
+
+            traceback.print_exc()
+        _error(exc.message)
+        code = exc.exit_code
+    except Exception as exc:  # the last resort: one line, the traceback only on request
+        if _DEBUG:
+            import traceback
+
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _error(f"unexpected failure: {type(exc).__name__}: {first} (run with --debug for details)")
+        code = ExitCode.FAILURE
+    sys.exit(int(code))
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"classroom: error: {message}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""The commands of the contract, as functions that return data. They never print.
+
+    config -> backend (machines) -> hosts (SSH) -> provisioning (Fabric) -> sheets (Jinja2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .backends import get_backend
+from .backends.base import Backend, Leftover, Machine
+from .config import ClassroomConfig
+from .errors import BadInput
+from .progress import NULL_PROGRESS, Progress
+from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
+from .state import ClassroomState
+
+
+@dataclass
+class Classroom:
+    """One classroom: its settings, its state folder, and its backend (made on first use)."""
+
+    config: ClassroomConfig
+    state: ClassroomState
+    progress: Progress = NULL_PROGRESS
+    _backend: Backend | None = None
+
+    @classmethod
+    def open(cls, config: ClassroomConfig, progress: Progress = NULL_PROGRESS) -> Classroom:
+        return cls(config, ClassroomState(config.name), progress)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def backend_name(self) -> str:
+        """The backend the classroom was created with wins over the file's default."""
+        return self.state.meta().get("backend") or self.config.backend
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = get_backend(self.backend_name, self.config, self.state)
+        return self._backend
+
+    def planned_hosts(self) -> list[HostSpec]:
+        """The hosts the last `up` asked for (the file's count before any `up`)."""
+        meta = self.state.meta()
+        config = self.config
+        if "students" in meta:
+            config = config.model_copy(update={
+                "students": meta["students"],
+                "swarm": config.swarm.model_copy(update={"nodes": meta.get("swarm_nodes", 0)}),
+            })
+        return plan_hosts(config)
+
+    def expires_at(self) -> datetime | None:
+        meta = self.state.meta()
+        return datetime.fromisoformat(meta["expires_at"]) if "expires_at" in meta else None
+
+    def roster(self, machines: list[Machine] | None = None) -> list[RosterEntry]:
+        machines = self.backend.machines() if machines is None else machines
+        by_student = {m.student: m for m in machines if m.role == "student"}
+        passwords = self.state.known_passwords()
+        entries = []
+        for spec in self.planned_hosts():
+            machine = by_student.get(spec.student) if spec.student else None
+            if spec.student is None or machine is None or spec.student not in passwords:
+                continue
+            entries.append(RosterEntry(spec.student, machine.name, machine.public_host,
+                                       machine.public_port, spec.student, passwords[spec.student]))
+        return entries
+
+    def swarm_access(self, machines: list[Machine]) -> list[SwarmAccess]:
+        return [SwarmAccess(m.name, m.role, m.public_host, m.public_port) for m in machines if m.role != "student"]
+
+
+# --- up --------------------------------------------------------------------------------------------
+@dataclass
+class HostReport:
+    """How provisioning went on one host."""
+
+    name: str
+    role: str
+    address: str
+    port: int
+    ok: bool
+    error: str | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UpResult:
+    classroom: str
+    backend: str
+    hosts: list[HostReport]
+    created: list[str]  # hosts that did not exist before this run
+    sheets: list[Path]
+    sheets_dir: Path | None
+    expires_at: datetime | None
+
+    @property
+    def failed(self) -> list[HostReport]:
+        return [h for h in self.hosts if not h.ok]
+
+
+def up(room: Classroom) -> UpResult:
+    from .provisioning import provision_hosts
+
+    config, state = room.config, room.state
+    hosts = plan_hosts(config)
+    with state.lock("up"):
+        backend = room.backend
+        backend.preflight(hosts)
+        before = {m.name for m in backend.machines() if m.running}
+        key = state.admin_key()
+        now = datetime.now(timezone.utc)
+        meta = state.meta()
+        if "created_at" not in meta:
+            meta = state.update_meta(created_at=now.isoformat(timespec="seconds"),
+                                     expires_at=(now + config.ttl_delta).isoformat(timespec="seconds"))
+        # Never shrink: hosts beyond a smaller count keep their students' work until `down`.
+        students = max(config.students, meta.get("students", 0))
+        swarm_nodes = max(config.swarm.nodes, meta.get("swarm_nodes", 0))
+        state.update_meta(backend=backend.name, students=students, swarm_nodes=swarm_nodes)
+        hosts = room.planned_hosts()
+        passwords = state.passwords(student_names(students))
+        machines = backend.ensure(hosts, key.public_line, room.progress)
+        reports = provision_hosts(room, machines, passwords, key.private_path)
+        entries = room.roster(machines)
+        sheet_files, sheets_dir = render_sheets(room, entries, machines)
+    return UpResult(room.name, backend.name, reports, sorted(set(m.name for m in machines) - before,
+                                                                key=_order(hosts)),
+                    sheet_files, sheets_dir, room.expires_at())
+
+
+def _order(hosts: list[HostSpec]):
+    position = {h.name: i for i, h in enumerate(hosts)}
+    return lambda name: position.get(name, len(position))
+
+
+# --- sheets ----------------------------------------------------------------------------------------
+def default_sheets_dir(room: Classroom) -> Path:
+    return room.state.path / "sheets"
+
+
+def render_sheets(room: Classroom, entries: list[RosterEntry] | None = None,
+                  machines: list[Machine] | None = None, *, formats: tuple[str, ...] = ("html", "md"),
+                  lang: str | None = None, out_dir: Path | None = None) -> tuple[list[Path], Path]:
+    from .sheets import SheetCourse
+    from .sheets import render_sheets as render
+
+    machines = room.backend.machines() if machines is None else machines
+    entries = room.roster(machines) if entries is None else entries
+    if not entries:
+        raise BadInput(f"classroom {room.name!r} has no students yet: run `classroom up` first")
+    course = SheetCourse(
+        classroom=room.name,
+        images=[image.name for image in room.config.images],
+        exercises="~/exercises" if room.config.exercises else None,
+        swarm=room.swarm_access(machines),
+        expires_at=room.expires_at(),
+        backend=room.backend_name,
+    )
+    out = out_dir or default_sheets_dir(room)
+    return render(entries, course, formats=list(formats), lang=lang or room.config.sheets.lang, out_dir=out), out
+
+
+# --- status ----------------------------------------------------------------------------------------
+@dataclass
+class HostStatus:
+    name: str
+    role: str
+    student: str | None
+    address: str | None
+    port: int | None
+    state: str  # ready | failed | missing | stopped | ...
+    checks: dict[str, bool]
+    detail: str | None = None
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "role": self.role, "student": self.student, "address": self.address,
+                "port": self.port, "state": self.state, "checks": self.checks}
+
+
+@dataclass
+class StatusResult:
+    classroom: str
+    backend: str
+    hosts: list[HostStatus]
+    exists: bool
+
+    @property
+    def not_ready(self) -> list[HostStatus]:
+        return [h for h in self.hosts if h.state != "ready"]
+
+    def as_json(self) -> dict:
+        return {"classroom": self.classroom, "backend": self.backend, "hosts": [h.as_json() for h in self.hosts]}
+
+
+def status(room: Classroom) -> StatusResult:
+    from .checks import check_hosts
+
+    machines = room.backend.machines()
+    exists = bool(machines) or room.state.exists
+    by_name = {m.name: m for m in machines}
+    planned = room.planned_hosts() if exists else []
+    passwords = room.state.known_passwords()
+    checked = check_hosts(room, [by_name[h.name] for h in planned if h.name in by_name], passwords)
+    hosts = []
+    for spec in planned + [m for m in machines if m.name not in {h.name for h in planned}]:
+        machine = by_name.get(spec.name)
+        if machine is None:
+            hosts.append(HostStatus(spec.name, spec.role, spec.student, None, None, "missing", {}))
+            continue
+        checks, detail = checked.get(machine.name, ({}, None))
+        state = machine.state if not machine.running else ("ready" if checks and all(checks.values())
+                                                            else "failed")
+        hosts.append(HostStatus(machine.name, machine.role, machine.student, machine.public_host,
+                                machine.public_port, state, checks, detail))
+    return StatusResult(room.name, room.backend_name, hosts, exists)
+
+
+# --- down ------------------------------------------------------------------------------------------
+@dataclass
+class DownResult:
+    classroom: str
+    removed: list[Leftover]
+    leftovers: list[Leftover]
+    already_gone: bool
+
+
+def down(room: Classroom) -> DownResult:
+    backend = room.backend
+    with room.state.lock("down"):
+        existed = bool(backend.leftovers()) or room.state.exists
+        removed = backend.destroy(room.progress)
+        left = backend.leftovers()
+        if not left:
+            room.state.remove()
+    return DownResult(room.name, removed, left, already_gone=not existed and not removed)

@@ -1,0 +1,133 @@
+"""SSH sessions with Fabric: the admin's (key) and a student's (password), with retries.
+
+Everything after the backend runs through here, so the local backend's tests exercise the same
+code that runs against cloud hosts.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, TypeVar
+
+import paramiko
+from fabric import Config, Connection
+
+from .backends.base import Machine
+from .errors import ClassroomError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_PARALLEL = 16  # two cores: more sessions at once cost more than they bring (ENVIRONMENT.md)
+CONNECT_RETRY_SECONDS = 90.0  # fresh hosts (and cloud-init) take a while before sshd answers
+
+# A fresh sshd accepts then drops connections; paramiko logs a traceback for each attempt.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+_RETRYABLE = (paramiko.SSHException, EOFError, socket.error, ConnectionError, TimeoutError)
+
+
+class RemoteError(ClassroomError):
+    """A command failed on a host; the message names the host and the command's last words."""
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+def _config() -> Config:
+    # Never read the trainer's ~/.ssh/config: a Host * entry there must not change our sessions.
+    return Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+
+
+def admin_connection(machine: Machine, key_path: str) -> Connection:
+    return Connection(
+        machine.ssh_host, port=machine.ssh_port, user=machine.admin_user, config=_config(),
+        connect_timeout=10,
+        connect_kwargs={"key_filename": key_path, "look_for_keys": False, "allow_agent": False,
+                        "banner_timeout": 15, "auth_timeout": 15},
+    )
+
+
+def student_connection(machine: Machine, user: str, password: str) -> Connection:
+    return Connection(
+        machine.ssh_host, port=machine.ssh_port, user=user, config=_config(), connect_timeout=10,
+        connect_kwargs={"password": password, "look_for_keys": False, "allow_agent": False,
+                        "banner_timeout": 15, "auth_timeout": 15},
+    )
+
+
+def open_with_retry(connection: Connection, deadline_seconds: float = CONNECT_RETRY_SECONDS) -> Connection:
+    """Open the session, retrying with backoff while sshd is still starting.
+
+    A refused password is not retried: that is an answer, not a hiccup.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    delay = 0.2
+    while True:
+        try:
+            connection.open()
+            return connection
+        except paramiko.AuthenticationException:
+            raise
+        except _RETRYABLE as exc:
+            if time.monotonic() + delay > deadline:
+                raise RemoteError(f"{connection.host}:{connection.port}: SSH does not answer ({_summary(exc)})") \
+                    from None
+            time.sleep(delay)
+            delay = min(delay * 1.6, 3.0)
+
+
+def run(connection: Connection, command: str, *, stdin: str | None = None, timeout: int = 300) -> Result:
+    """Run a command; `stdin` (secrets) goes through the channel, never the command line."""
+    result = connection.run(command, in_stream=io.StringIO(stdin) if stdin is not None else False,
+                            timeout=timeout)
+    return Result(result.ok, result.stdout, result.stderr, result.exited)
+
+
+def check(connection: Connection, command: str, *, stdin: str | None = None, what: str = "",
+          timeout: int = 300) -> str:
+    """Run a command that must succeed; its stdout, else a RemoteError naming what failed."""
+    result = run(connection, command, stdin=stdin, timeout=timeout)
+    if not result.ok:
+        detail = _summary(result.stderr or result.stdout) or f"exit {result.exit_code}"
+        raise RemoteError(f"{what or command.split()[0]} failed: {detail}")
+    return result.stdout
+
+
+def in_parallel(items: Iterable[T], work: Callable[[T], R], limit: int = DEFAULT_PARALLEL,
+                on_done: Callable[[T, R | None, BaseException | None], None] | None = None,
+                ) -> list[tuple[T, R | None, BaseException | None]]:
+    """Run `work` on every item with at most `limit` at once; one failure never stops the others."""
+    items = list(items)
+    results: list[tuple[T, R | None, BaseException | None]] = []
+
+    def guarded(item: T) -> tuple[T, R | None, BaseException | None]:
+        try:
+            outcome = (item, work(item), None)
+        except Exception as exc:  # reported per host by the caller
+            outcome = (item, None, exc)
+        if on_done:
+            on_done(*outcome)
+        return outcome
+
+    if not items:
+        return results
+    with ThreadPoolExecutor(max(1, min(limit, len(items)))) as pool:
+        results = list(pool.map(guarded, items))
+    return results
+
+
+def _summary(value: object) -> str:
+    text = str(value).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else type(value).__name__)[:200]
