@@ -12,7 +12,6 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -40,7 +39,7 @@ Examples:
 
 
 class Options:
-    def __init__(self, file: Optional[Path], name: Optional[str], debug: bool):
+    def __init__(self, file: Path | None, name: str | None, debug: bool):
         self.file, self.name, self.debug = file, name, debug
 
 
@@ -50,8 +49,8 @@ _DEBUG = False
 @app.callback(epilog=EXAMPLES)
 def _global(
     ctx: typer.Context,
-    file: Optional[Path] = typer.Option(None, "-f", "--file", help="The classroom file.  [default: ./classroom.yaml]"),
-    name: Optional[str] = typer.Option(None, "--name", help="Which classroom (several can live side by side). "
+    file: Path | None = typer.Option(None, "-f", "--file", help="The classroom file.  [default: ./classroom.yaml]"),
+    name: str | None = typer.Option(None, "--name", help="Which classroom (several can live side by side). "
                                        "[default: name in the file, else 'classroom']"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected failures."),
 ) -> None:
@@ -83,11 +82,11 @@ class BackendChoice(str, Enum):
 @app.command()
 def up(
     ctx: typer.Context,
-    students: Optional[int] = typer.Option(None, "--students", "-n", help="How many students (one host each).",
+    students: int | None = typer.Option(None, "--students", "-n", help="How many students (one host each).",
                                            show_default="from the file, else 3"),
-    swarm_nodes: Optional[int] = typer.Option(None, "--swarm-nodes", help="Swarm nodes; 0 for no cluster.",
+    swarm_nodes: int | None = typer.Option(None, "--swarm-nodes", help="Swarm nodes; 0 for no cluster.",
                                               show_default="from the file, else 3"),
-    backend: Optional[BackendChoice] = typer.Option(None, "--backend", help="Where the hosts run.",
+    backend: BackendChoice | None = typer.Option(None, "--backend", help="Where the hosts run.",
                                                     show_default="from the file, else local"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before creating paid cloud resources."),
 ) -> None:
@@ -227,9 +226,9 @@ class Lang(str, Enum):
 def sheets(
     ctx: typer.Context,
     fmt: SheetFormat = typer.Option(SheetFormat.all, "--format", help="html (printable A4), md, or all."),
-    lang: Optional[Lang] = typer.Option(None, "--lang", help="Language of the sheets.",
+    lang: Lang | None = typer.Option(None, "--lang", help="Language of the sheets.",
                                         show_default="from the file, else en"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write them.",
+    out_dir: Path | None = typer.Option(None, "--out", help="Where to write them.",
                                            show_default="the classroom's state folder"),
 ) -> None:
     """(Re)render the access sheets: one printable page per student, and an index that prints all."""
@@ -282,7 +281,7 @@ def down(
 
 
 # --- entry point -----------------------------------------------------------------------------------
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where exceptions become messages and exit codes."""
     command = typer.main.get_command(app)
     try:

@@ -132,7 +132,7 @@ def up(room: Classroom) -> UpResult:
         reports = provision_hosts(room, machines, passwords, key.private_path)
         entries = room.roster(machines)
         sheet_files, sheets_dir = render_sheets(room, entries, machines)
-    return UpResult(room.name, backend.name, reports, sorted(set(m.name for m in machines) - before,
+    return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
                                                                 key=_order(hosts)),
                     sheet_files, sheets_dir, room.expires_at())
 

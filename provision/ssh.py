@@ -10,9 +10,10 @@ import io
 import logging
 import socket
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 import paramiko
 from fabric import Config, Connection
