@@ -1,19 +1,35 @@
-"""Live checks of hosts, as a student would see them: log in with the password, use Docker."""
+"""Live checks of hosts, as a student would see them: log in with the password, use Docker,
+find the course's images (by ID) and their exercises. One SSH session per host, in parallel."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import paramiko
 
 from .backends.base import Machine
+from .exercises import CHECK_SCRIPT as EXERCISES_CHECK
+from .preload import IMAGES_FILE
 from .ssh import in_parallel, open_with_retry, run, student_connection
 
 if TYPE_CHECKING:
     from .commands import Classroom
 
 CHECK_CONNECT_SECONDS = 8.0
+
+IMAGES_CHECK = rf"""
+if [ -f {IMAGES_FILE} ]; then
+  bad=0
+  while read -r name id; do
+    now=$(docker image inspect --format '{{{{.Id}}}}' "$name" 2>/dev/null)
+    if [ -z "$now" ] || {{ [ "$id" != "-" ] && [ "$now" != "$id" ]; }}; then bad=$((bad + 1)); fi
+  done < {IMAGES_FILE}
+  echo "images 1 $bad"
+else
+  echo "images 0 0"
+fi
+"""
 
 
 def check_user(machine: Machine, passwords: dict[str, str]) -> str | None:
@@ -23,8 +39,14 @@ def check_user(machine: Machine, passwords: dict[str, str]) -> str | None:
     return min(passwords) if passwords else None
 
 
-def check_host(machine: Machine, passwords: dict[str, str]) -> tuple[dict[str, bool], str | None]:
+def check_host(machine: Machine, passwords: dict[str, str], *, images: bool = False,
+               exercises: bool = False) -> tuple[dict[str, bool], str | None]:
     checks = {"ssh": False, "docker": False}
+    if images:
+        checks["images"] = False
+    exercises = exercises and machine.role == "student"
+    if exercises:
+        checks["exercises"] = False
     user = check_user(machine, passwords)
     if user is None:
         return checks, "no student account known"
@@ -34,26 +56,57 @@ def check_host(machine: Machine, passwords: dict[str, str]) -> tuple[dict[str, b
     except paramiko.AuthenticationException:
         return checks, f"{user}'s password is refused"
     except Exception as exc:  # any failure to connect is a failed check, reported per host
-        return checks, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        return checks, _last_line(exc)
+    script = "id -un; docker info --format 'docker {{.ServerVersion}}' 2>/dev/null || echo 'docker -'"
+    if images:
+        script += "\n" + IMAGES_CHECK
+    if exercises:
+        script += "\n" + EXERCISES_CHECK
     try:
-        result = run(connection, "id -un; docker info --format '{{.ServerVersion}}'", timeout=30)
-        lines = result.stdout.split()
-        checks["ssh"] = bool(lines) and lines[0] == user
-        checks["docker"] = result.ok and len(lines) >= 2
-        detail = None if result.ok else (result.stderr.strip().splitlines() or ["docker failed"])[-1][:200]
-        return checks, detail
+        result = run(connection, script, timeout=60)
     finally:
         connection.close()
+    lines = result.stdout.splitlines()
+    details = []
+    checks["ssh"] = bool(lines) and lines[0].strip() == user
+    fields = {line.split()[0]: line.split()[1:] for line in lines[1:] if line.split()}
+    checks["docker"] = fields.get("docker", ["-"])[0] != "-"
+    if not checks["docker"]:
+        details.append("docker does not answer")
+    if images:
+        present, bad = (fields.get("images") or ["0", "0"])[:2]
+        checks["images"] = present == "1" and bad == "0" and checks["docker"]
+        if present != "1":
+            details.append("images never preloaded")
+        elif bad != "0":
+            details.append(f"{bad} image(s) missing")
+    if exercises:
+        present, changed, missing = (fields.get("exercises") or ["0", "0", "0"])[:3]
+        checks["exercises"] = present == "1"
+        if present != "1":
+            details.append("no ~/exercises")
+        elif changed != "0" or missing != "0":
+            details.append(f"exercises: {changed} changed, {missing} deleted by the student")
+    return checks, "; ".join(details) or None
 
 
 def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                on_done: Callable[[Machine], None] | None = None) -> dict[str, tuple[dict[str, bool], str | None]]:
+                on_done: Callable[[Machine], None] | None = None,
+                ) -> dict[str, tuple[dict[str, bool], str | None]]:
+    images = bool(room.config.images)
+    exercises = room.config.exercises is not None
     outcomes = in_parallel(
-        machines, lambda m: check_host(m, passwords),
+        machines, lambda m: check_host(m, passwords, images=images, exercises=exercises),
+        limit=max(len(machines), 1),  # one short session each: status of 30 hosts stays under 2 s
         on_done=(lambda m, _r, _e: on_done(m)) if on_done else None,
     )
     results = {}
     for machine, outcome, error in outcomes:
-        results[machine.name] = outcome if outcome is not None else (
-            {"ssh": False, "docker": False}, str(error)[:200])
+        results[machine.name] = outcome if outcome is not None else ({"ssh": False, "docker": False},
+                                                                     _last_line(error))
     return results
+
+
+def _last_line(value: object) -> str:
+    text = str(value).strip()
+    return (text.splitlines()[-1] if text else type(value).__name__)[:200]

@@ -35,6 +35,10 @@ Examples:
   classroom status
 
   classroom reset student-07
+
+  classroom exec --hosts 'student-*' -- docker ps
+
+  classroom down --yes
 """
 
 
@@ -244,6 +248,84 @@ def sheets(
     for path in written:
         if path.name.startswith("index."):
             out.print(f"  {path}")
+
+
+# --- reset ---------------------------------------------------------------------------------------
+@app.command()
+def reset(
+    ctx: typer.Context,
+    students: list[str] = typer.Argument(..., metavar="STUDENT...", help="student-12, or just 12; several at once."),
+    hard: bool = typer.Option(False, "--hard", help="Replace the machine itself (same name, port and password)."),
+) -> None:
+    """Give a student a clean machine in seconds, touching nobody else.
+
+    Soft (default): remove their containers, volumes, networks, extra images and Swarm
+    membership, end their processes, restore ~/exercises as the course has it; same password.
+    --hard: a brand-new machine, then accounts, images and exercises again.
+    """
+    from . import commands
+    from .ui import RichProgress, console, out
+
+    room = _room(ctx)
+    commands.resolve_targets(room, students)  # an unknown student fails before anything shows
+    with RichProgress() as progress:
+        room.progress = progress
+        reports = commands.reset(room, students, hard=hard)
+    for report in reports:
+        if report.ok:
+            out.print(f"[green]{report.name}[/]: clean ({'replaced' if report.hard else 'reset'} "
+                      f"in {report.seconds:.1f} s)")
+        else:
+            console.print(f"[red]{report.name}[/]: {report.error}")
+    if any(not r.ok for r in reports):
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+# --- exec / ssh ------------------------------------------------------------------------------------
+@app.command(name="exec", context_settings={"allow_interspersed_args": False})
+def exec_(
+    ctx: typer.Context,
+    command: list[str] = typer.Argument(..., metavar="-- COMMAND...", help="What to run, as root, on each host."),
+    hosts: str = typer.Option("*", "--hosts", help="Which hosts: a shell pattern like 'student-0*' or 'swarm-*'."),
+) -> None:
+    """Run a command on every matching host in parallel, as the admin; show each host's output.
+
+    Exits 1 when the command failed on any host.
+    """
+    import shlex
+
+    from . import commands
+    from .ui import out
+
+    room = _room(ctx)
+    _require_existing(room)
+    results = commands.exec_on_hosts(room, " ".join(shlex.quote(c) for c in command) if len(command) > 1
+                                     else command[0], hosts)
+    for result in results:
+        mark = "[green]ok[/]" if result.ok else f"[red]exit {result.exit_code}[/]"
+        out.print(f"[bold]── {result.name}[/] {mark}")
+        if result.stdout:
+            out.print(result.stdout.rstrip("\n"), markup=False, highlight=False)
+        if result.stderr:
+            out.print(result.stderr.rstrip("\n"), markup=False, highlight=False, style="dim")
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        raise ClassroomError(f"failed on {len(failed)} of {len(results)} host(s): {', '.join(failed)}")
+
+
+@app.command()
+def ssh(
+    ctx: typer.Context,
+    student: str = typer.Argument(..., metavar="STUDENT", help="student-12, 12 or swarm-1."),
+) -> None:
+    """Open an interactive SSH session (as the admin) on a student's host."""
+    import os
+
+    from . import commands
+
+    room = _room(ctx)
+    argv = commands.ssh_argv(room, student)
+    os.execvp(argv[0], argv)
 
 
 # --- down ------------------------------------------------------------------------------------------

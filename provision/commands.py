@@ -108,7 +108,7 @@ class UpResult:
 
 
 def up(room: Classroom) -> UpResult:
-    from .provisioning import provision_hosts
+    from .provisioning import prepare_course, provision_hosts
 
     config, state = room.config, room.state
     hosts = plan_hosts(config)
@@ -128,8 +128,9 @@ def up(room: Classroom) -> UpResult:
         state.update_meta(backend=backend.name, students=students, swarm_nodes=swarm_nodes)
         hosts = room.planned_hosts()
         passwords = state.passwords(student_names(students))
+        course = prepare_course(room)  # a missing image fails here, before any host exists
         machines = backend.ensure(hosts, key.public_line, room.progress)
-        reports = provision_hosts(room, machines, passwords, key.private_path)
+        reports = provision_hosts(room, machines, passwords, key.private_path, course)
         entries = room.roster(machines)
         sheet_files, sheets_dir = render_sheets(room, entries, machines)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
@@ -242,3 +243,130 @@ def down(room: Classroom) -> DownResult:
         if not left:
             room.state.remove()
     return DownResult(room.name, removed, left, already_gone=not existed and not removed)
+
+
+# --- reset -----------------------------------------------------------------------------------------
+@dataclass
+class ResetReport:
+    name: str
+    hard: bool
+    ok: bool
+    seconds: float
+    error: str | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+def resolve_targets(room: Classroom, targets: list[str]) -> list[HostSpec]:
+    """`student-12`, `12`, `swarm-2` -> the planned hosts; BadInput before anything is touched."""
+    from .roster import resolve_host
+
+    planned = {h.name: h for h in room.planned_hosts()} if room.state.exists else {}
+    if not planned:
+        raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+    names = []
+    for target in targets:
+        name = resolve_host(target, list(planned))
+        if name not in names:
+            names.append(name)
+    return [planned[n] for n in names]
+
+
+def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[ResetReport]:
+    """Give each named student a clean machine; nobody else is touched."""
+    import time
+
+    from .checks import check_host
+    from .provisioning import prepare_course, provision_host
+    from .reset import wipe_student
+    from .ssh import admin_connection, in_parallel, open_with_retry
+
+    specs = resolve_targets(room, targets)
+    if not hard and any(spec.is_swarm for spec in specs):
+        raise BadInput("a Swarm node is shared by every student: reset it with --hard")
+    with room.state.lock("reset"):
+        backend = room.backend
+        key = room.state.admin_key()
+        passwords = room.state.known_passwords()
+        course = prepare_course(room, rebuild=False)
+        machines = {m.name: m for m in backend.machines()}
+        room.progress.start("reset", f"{'Replacing' if hard else 'Resetting'} {len(specs)} host(s)",
+                            total=len(specs))
+
+        def reset_one(spec: HostSpec) -> ResetReport:
+            started = time.monotonic()
+            machine = machines.get(spec.name)
+            if hard or machine is None or not machine.running:
+                machine = backend.replace(spec, key.public_line)
+            else:
+                connection = open_with_retry(admin_connection(machine, str(key.private_path)))
+                try:
+                    wipe_student(connection, spec.student or "")
+                finally:
+                    connection.close()
+            changes = provision_host(machine, passwords, key.private_path, course, backend, fresh_exercises=True)
+            checks, detail = check_host(machine, passwords, images=bool(course.images),
+                                        exercises=course.exercises is not None)
+            failing = [name for name, ok in checks.items() if not ok]
+            error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
+            return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)
+
+        outcomes = in_parallel(specs, reset_one,
+                               on_done=lambda s, _r, _e: room.progress.advance("reset", detail=s.name))
+        room.progress.finish("reset")
+    reports = []
+    for spec, report, error in outcomes:
+        reports.append(report or ResetReport(spec.name, hard, False, 0.0, _one_line(error)))
+    return reports
+
+
+# --- exec ------------------------------------------------------------------------------------------
+@dataclass
+class ExecResult:
+    name: str
+    ok: bool
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def exec_on_hosts(room: Classroom, command: str, pattern: str = "*") -> list[ExecResult]:
+    """Run a command as the admin on every host whose name matches `pattern`, in parallel."""
+    from fnmatch import fnmatch
+
+    from .ssh import admin_connection, in_parallel, open_with_retry, run
+
+    machines = [m for m in room.backend.machines() if fnmatch(m.name, pattern) and m.running]
+    if not machines:
+        raise BadInput(f"no running host of classroom {room.name!r} matches {pattern!r}")
+    key = room.state.admin_key()
+
+    def run_one(machine: Machine) -> ExecResult:
+        connection = open_with_retry(admin_connection(machine, str(key.private_path)), 20)
+        try:
+            result = run(connection, command, timeout=3600)
+        finally:
+            connection.close()
+        return ExecResult(machine.name, result.ok, result.exit_code, result.stdout, result.stderr)
+
+    results = []
+    for machine, result, error in in_parallel(machines, run_one, limit=room.config.preload.parallel):
+        results.append(result or ExecResult(machine.name, False, -1, "", _one_line(error)))
+    return results
+
+
+def ssh_argv(room: Classroom, target: str) -> list[str]:
+    """The `ssh` command line that opens an admin session on one host."""
+    (spec,) = resolve_targets(room, [target])
+    machine = next((m for m in room.backend.machines() if m.name == spec.name and m.running), None)
+    if machine is None:
+        raise BadInput(f"{spec.name} is not running: `classroom up` brings it back")
+    key = room.state.admin_key()
+    # Hosts get new keys when replaced: do not pollute the trainer's known_hosts with them.
+    return ["ssh", "-i", str(key.private_path), "-p", str(machine.ssh_port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            f"{machine.admin_user}@{machine.ssh_host}"]
+
+
+def _one_line(error: BaseException | None) -> str:
+    text = str(error or "").strip()
+    return (text.splitlines()[-1] if text else type(error).__name__)[:200]

@@ -75,6 +75,13 @@ class LocalConfig(_Strict):
         return value
 
 
+class PreloadConfig(_Strict):
+    # push: the instructor's engine sends its images (default on local); pull: each host pulls
+    # for itself, through aws.registry_mirror when set (default on aws).
+    strategy: Literal["push", "pull"] | None = None
+    parallel: Annotated[int, Field(ge=1, le=64)] = 16
+
+
 class AwsConfig(_Strict):
     region: str = "eu-west-3"
     instance_type: str = "t3.small"
@@ -90,6 +97,7 @@ class ClassroomConfig(_Strict):
     exercises: Path | None = None
     swarm: SwarmConfig = SwarmConfig()
     sheets: SheetsConfig = SheetsConfig()
+    preload: PreloadConfig = PreloadConfig()
     local: LocalConfig = LocalConfig()
     aws: AwsConfig = AwsConfig()
     ttl: str = "8h"
@@ -127,6 +135,10 @@ class ClassroomConfig(_Strict):
     def ttl_delta(self) -> timedelta:
         number, unit = TTL_RE.match(self.ttl).groups()  # type: ignore[union-attr]
         return timedelta(**{TTL_UNITS[unit]: int(number)})
+
+    @property
+    def preload_strategy(self) -> str:
+        return self.preload.strategy or ("push" if self.backend == "local" else "pull")
 
     @property
     def exercises_dir(self) -> Path | None:
@@ -217,10 +229,28 @@ def _one_line(exc: ValidationError, label: str, sources: dict[tuple[str, ...], s
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
     field = sources.get(loc) or ".".join(loc) or "file"
-    message = error["msg"].removeprefix("Value error, ")
+    message = _plain(error["msg"].removeprefix("Value error, "))
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
-    elif "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict):
+    elif ("input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict)
+          and repr(error["input"]) not in message):
         message = f"{message} (got {error['input']!r})"
     where = "" if field.startswith("--") else f"{label}: "
     return f"{where}{field}: {message}"
+
+
+# Pydantic's wording, as a trainer would say it: "must be at least 1", not "Input should be ...".
+_PLAIN = [
+    ("Input should be a valid integer, unable to parse string as an integer", "must be a whole number"),
+    ("Input should be a valid integer", "must be a whole number"),
+    ("Input should be greater than or equal to", "must be at least"),
+    ("Input should be less than or equal to", "must be at most"),
+    ("Input should be", "must be"),
+]
+
+
+def _plain(message: str) -> str:
+    for pydantic_words, plain in _PLAIN:
+        if message.startswith(pydantic_words):
+            return plain + message[len(pydantic_words):]
+    return message

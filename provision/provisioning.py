@@ -1,22 +1,54 @@
-"""Provisioning over SSH, the same for every backend: engine up, accounts, (later) course files.
+"""Provisioning over SSH, the same for every backend: engine up, accounts, images, exercises.
 
 One host's failure never stops the others: each host gets a report, and the caller decides
-the exit code from them.
+the exit code from them. Every step checks before it acts, so a re-run on a healthy host
+transfers nothing and changes nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .accounts import ensure_accounts
-from .backends.base import Machine
+from .backends.base import Backend, Machine
+from .exercises import ExercisePack, sync_exercises
+from .images import CourseImage
+from .preload import pull_images, push_images
 from .ssh import admin_connection, check, in_parallel, open_with_retry
 
 if TYPE_CHECKING:
     from .commands import Classroom, HostReport
 
 START_DOCKER = "/usr/local/sbin/classroom-start-docker"
+
+
+@dataclass(frozen=True)
+class Course:
+    """What every host gets besides accounts: prepared once on the instructor's side."""
+
+    images: list[CourseImage] = field(default_factory=list)
+    exercises: ExercisePack | None = None
+    strategy: str = "push"
+
+
+def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
+    """Build/pull/save the images and pack the exercises, before any host is touched.
+
+    `rebuild=False` (reset) reuses a course image already built rather than building it again.
+    """
+    from .exercises import pack_exercises
+    from .images import CourseImage, prepare_images
+
+    config = room.config
+    if config.preload_strategy == "push":
+        images = prepare_images(config, room.progress, rebuild=rebuild)
+    else:
+        images = [CourseImage(image.name, "-", None) for image in config.images]
+    folder = config.exercises_dir
+    pack = pack_exercises(folder) if folder is not None else None
+    return Course(images, pack, config.preload_strategy)
 
 
 def accounts_for(machine: Machine, passwords: dict[str, str]) -> dict[str, str]:
@@ -26,35 +58,71 @@ def accounts_for(machine: Machine, passwords: dict[str, str]) -> dict[str, str]:
     return dict(passwords)
 
 
-def provision_host(machine: Machine, passwords: dict[str, str], key_path: Path) -> list[str]:
+def ensure_engine(connection) -> bool:
+    """Start the host's Docker engine if it stopped; True when it had to."""
+    out = check(connection, f"docker info >/dev/null 2>&1 && echo up || {{ {START_DOCKER} && echo started; }}",
+                what="starting Docker")
+    return out.strip() == "started"
+
+
+def provision_host(machine: Machine, passwords: dict[str, str], key_path: Path,
+                   course: Course | None = None, backend: Backend | None = None,
+                   fresh_exercises: bool = False) -> list[str]:
     """Converge one host; returns what changed (empty when it was already right)."""
+    course = course or Course()
     connection = open_with_retry(admin_connection(machine, str(key_path)))
     try:
         changes = []
-        if check(connection, f"docker info >/dev/null 2>&1 && echo up || {{ {START_DOCKER} && echo started; }}",
-                 what="starting Docker").strip() == "started":
+        if ensure_engine(connection):
             changes.append("docker engine started")
-        changes += [f"account {user}" for user in ensure_accounts(connection, accounts_for(machine, passwords))]
+        accounts = accounts_for(machine, passwords)
+        changes += [f"account {user}" for user in ensure_accounts(connection, accounts)]
+        if course.images:
+            if course.strategy == "push":
+                loaded = push_images(connection, backend, machine, course.images)
+            else:
+                loaded = pull_images(connection, course.images)
+            changes += [f"image {name}" for name in loaded]
+        if course.exercises is not None and machine.role == "student" and machine.student in accounts:
+            lines = sync_exercises(connection, backend, machine, machine.student, course.exercises,
+                                   fresh=fresh_exercises)
+            changes += summarize_exercise_changes(lines)
         return changes
     finally:
         connection.close()
 
 
+def summarize_exercise_changes(lines: list[str]) -> list[str]:
+    """`added a`, `kept b` … -> `exercises: 3 added, 1 kept (changed by the student): b`."""
+    counts: dict[str, list[str]] = {}
+    for line in lines:
+        verb, _, path = line.partition(" ")
+        counts.setdefault(verb, []).append(path)
+    parts = []
+    for verb in ("added", "updated", "kept", "deleted"):
+        if verb in counts:
+            label = {"kept": "kept (changed by the student)", "deleted": "left deleted by the student"}.get(verb, verb)
+            names = f": {', '.join(counts[verb][:3])}" if verb in ("kept", "deleted") else ""
+            parts.append(f"{len(counts[verb])} {label}{names}")
+    return [f"exercises: {'; '.join(parts)}"] if parts else []
+
+
 def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                    key_path: Path) -> list[HostReport]:
+                    key_path: Path, course: Course | None = None) -> list[HostReport]:
     from .checks import check_hosts
     from .commands import HostReport
 
     progress = room.progress
     running = [m for m in machines if m.running]
-    progress.start("provision", f"Provisioning {len(running)} host(s) over SSH", total=len(running))
-    outcomes = in_parallel(running, lambda m: provision_host(m, passwords, key_path),
+    limit = room.config.preload.parallel
+    progress.start("provision", f"Provisioning {len(running)} host(s)", total=len(running))
+    outcomes = in_parallel(running, lambda m: provision_host(m, passwords, key_path, course, room.backend),
+                           limit=limit,
                            on_done=lambda m, _r, _e: progress.advance("provision", detail=m.name))
     progress.finish("provision")
 
     progress.start("verify", "Checking every host as its students", total=len(running))
-    verified = check_hosts(room, running, passwords,
-                           on_done=lambda m: progress.advance("verify", detail=m.name))
+    verified = check_hosts(room, running, passwords, on_done=lambda m: progress.advance("verify", detail=m.name))
     progress.finish("verify")
 
     reports = []

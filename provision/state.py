@@ -132,6 +132,7 @@ class ClassroomState:
         """One changing command per classroom at a time: a second one waits `wait` seconds, then refuses."""
         if wait is None:
             wait = float(os.environ.get("CLASSROOM_LOCK_WAIT", "5"))
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock_path = self.path / LOCK_FILE
         lock_path.touch(mode=0o600, exist_ok=True)
@@ -157,6 +158,17 @@ class ClassroomState:
             yield
         finally:
             handle.close()
+            if created:
+                self._forget_if_only_lock()
+
+    def _forget_if_only_lock(self) -> None:
+        """A command refused before it changed anything (bad input, no engine) leaves no folder behind."""
+        try:
+            if os.listdir(self.path) == [LOCK_FILE]:
+                (self.path / LOCK_FILE).unlink()
+                self.path.rmdir()
+        except OSError:
+            pass
 
 
 def new_secret(nbytes: int = 24) -> str:

@@ -1,0 +1,119 @@
+"""The course's images on the instructor's side: built or pulled once, saved once per image ID.
+
+Every host then gets the same bytes (strategy `push`), so the class never depends on Docker
+Hub's anonymous pull limit (100 pulls per 6 hours per address, shared by all local hosts).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ClassroomConfig
+from .errors import BadInput, ClassroomError
+from .progress import NULL_PROGRESS, Progress
+
+
+@dataclass(frozen=True)
+class CourseImage:
+    name: str  # as the course names it: alpine:3.4
+    image_id: str  # sha256:...; the same on every engine that loads the saved tar
+    archive: Path | None  # the `docker save` tar, for strategy push
+    size: int = 0
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "classroom" / "images"
+
+
+def reference(name: str) -> str:
+    """`alpine` means `alpine:latest` to Docker; keep names comparable."""
+    last = name.rsplit("/", 1)[-1]
+    return name if (":" in last or "@" in last) else f"{name}:latest"
+
+
+def prepare_images(config: ClassroomConfig, progress: Progress = NULL_PROGRESS,
+                   client=None, rebuild: bool = True) -> list[CourseImage]:
+    """Build, pull or find each course image on the instructor's engine and save it once.
+
+    Raises BadInput naming the image when one cannot be had: before any host is created.
+    """
+    if not config.images:
+        return []
+    import docker.errors
+
+    from .backends.local import connect_engine
+
+    client = client or connect_engine()
+    progress.start("images", f"Preparing {len(config.images)} course image(s)", total=len(config.images))
+    prepared = []
+    for index, spec in enumerate(config.images):
+        name = reference(spec.name)
+        build_dir = config.image_build_dir(spec)
+        image = None
+        if build_dir is not None and not rebuild:
+            try:
+                image = client.images.get(name)
+            except docker.errors.ImageNotFound:
+                image = None
+        if image is not None:
+            pass
+        elif build_dir is not None:
+            image = _build(client, name, build_dir, index, progress)
+        else:
+            try:
+                image = client.images.get(name)
+            except docker.errors.ImageNotFound:
+                progress.advance("images", 0, detail=f"pulling {name}")
+                try:
+                    image = client.images.pull(name)
+                except docker.errors.APIError as exc:
+                    raise BadInput(f"images.{index}: {name} is not on this engine and cannot be pulled "
+                                   f"({_explain(exc)})") from None
+        prepared.append(_save(client, name, image, progress))
+        progress.advance("images", detail=name)
+    progress.finish("images")
+    return prepared
+
+
+def _build(client, name: str, folder: Path, index: int, progress: Progress):
+    import docker.errors
+
+    progress.advance("images", 0, detail=f"building {name}")
+    try:
+        image, _logs = client.images.build(path=str(folder), tag=name, rm=True, forcerm=True, pull=False)
+    except docker.errors.BuildError as exc:
+        last = next((c.get("error") or c.get("stream") for c in reversed(list(exc.build_log))
+                     if c.get("error") or (c.get("stream") or "").strip()), str(exc))
+        raise BadInput(f"images.{index}: building {name} from {folder} failed: {str(last).strip()}") from None
+    except docker.errors.APIError as exc:
+        raise BadInput(f"images.{index}: building {name} from {folder} failed: {_explain(exc)}") from None
+    return image
+
+
+def _save(client, name: str, image, progress: Progress) -> CourseImage:
+    """`docker save` into the cache, keyed by image ID: a new build means a new file."""
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = image.id.split(":", 1)[-1]
+    safe = name.replace("/", "_").replace(":", "_")
+    archive = folder / f"{digest[:20]}-{safe}.tar"
+    if not archive.exists():
+        progress.advance("images", 0, detail=f"saving {name}")
+        partial = archive.with_suffix(".partial")
+        try:
+            with open(partial, "wb") as handle:
+                for chunk in client.api.get_image(name, chunk_size=1 << 20):
+                    handle.write(chunk)
+            os.replace(partial, archive)
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            raise ClassroomError(f"saving {name} failed: {exc}") from None
+    return CourseImage(name, image.id, archive, archive.stat().st_size)
+
+
+def _explain(exc: Exception) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return str(text).strip().splitlines()[0][:200]

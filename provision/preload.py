@@ -1,0 +1,89 @@
+"""The course's images on each host, over SSH: check by image ID, send what is missing, verify.
+
+Strategy `push`: the instructor's saved tar goes to the host (through the backend's fast path
+when it has one, else SFTP) and is `docker load`ed. Strategy `pull`: the host pulls for itself,
+through its registry mirror when one is set. Either way a host that already has the right IDs
+gets nothing: a second `up` transfers no bytes.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+from fabric import Connection
+
+from .images import CourseImage
+from .ssh import RemoteError, check
+
+if TYPE_CHECKING:
+    from .backends.base import Backend, Machine
+
+STATE_DIR = "/var/lib/classroom"
+IMAGES_FILE = f"{STATE_DIR}/images"  # "name id" per course image: what status and reset compare with
+UPLOAD_DIR = "/var/tmp/classroom"
+
+
+def image_ids(connection: Connection, names: list[str]) -> dict[str, str | None]:
+    """The ID of each named image on the host (None where it is missing)."""
+    if not names:
+        return {}
+    script = "for n in " + " ".join(shlex.quote(n) for n in names) + "; do " \
+        "printf '%s %s\\n' \"$n\" \"$(docker image inspect --format '{{.Id}}' \"$n\" 2>/dev/null || echo -)\"; done"
+    found = {}
+    for line in check(connection, script, what="listing images").splitlines():
+        name, _, image_id = line.rpartition(" ")
+        found[name] = None if image_id == "-" else image_id
+    return found
+
+
+def send_file(connection: Connection, backend: Backend, machine: Machine, local, remote_path: str) -> None:
+    """Put a file on the host: the backend's fast path if it has one, else SFTP."""
+    if backend.upload(machine, local, remote_path):
+        return
+    check(connection, f"mkdir -p {shlex.quote(remote_path.rpartition('/')[0])}", what="mkdir")
+    connection.put(str(local), remote_path)
+
+
+def push_images(connection: Connection, backend: Backend, machine: Machine,
+                images: list[CourseImage]) -> list[str]:
+    """Load every missing or outdated course image; returns the names loaded."""
+    have = image_ids(connection, [i.name for i in images])
+    loaded = []
+    for image in images:
+        if have.get(image.name) == image.image_id:
+            continue
+        remote = f"{UPLOAD_DIR}/{image.image_id.split(':')[-1][:20]}.tar"
+        send_file(connection, backend, machine, image.archive, remote)
+        check(connection, f"docker load -q -i {remote}; status=$?; rm -f {remote}; exit $status",
+              what=f"loading {image.name}", timeout=600)
+        loaded.append(image.name)
+    if loaded:
+        after = image_ids(connection, [i.name for i in images])
+        wrong = [i.name for i in images if after.get(i.name) != i.image_id]
+        if wrong:
+            raise RemoteError(f"images not loaded as expected: {', '.join(wrong)}")
+    record_images(connection, images)
+    return loaded
+
+
+def pull_images(connection: Connection, images: list[CourseImage]) -> list[str]:
+    """Each host pulls for itself (cloud hosts have their own addresses and bandwidth)."""
+    have = image_ids(connection, [i.name for i in images])
+    pulled = []
+    for image in images:
+        if have.get(image.name):
+            continue
+        check(connection, f"docker pull -q {shlex.quote(image.name)}", what=f"pulling {image.name}", timeout=900)
+        pulled.append(image.name)
+    after = image_ids(connection, [i.name for i in images])
+    record_images(connection, [CourseImage(i.name, after.get(i.name) or "-", None) for i in images])
+    return pulled
+
+
+def record_images(connection: Connection, images: list[CourseImage]) -> None:
+    """Write what the course expects, world-readable: status checks it as the student."""
+    lines = "".join(f"{i.name} {i.image_id}\n" for i in images)
+    check(connection, f"mkdir -p {STATE_DIR} && chmod 755 {STATE_DIR} && cat > {IMAGES_FILE}.new "
+                      f"&& chmod 644 {IMAGES_FILE}.new && mv {IMAGES_FILE}.new {IMAGES_FILE}",
+          stdin=lines, what="recording images")

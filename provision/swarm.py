@@ -1,0 +1,637 @@
+"""The classroom's small Docker Swarm cluster: formed, repaired and inspected over SSH.
+
+Everything runs as the admin (root, the classroom's key) through Fabric, so the local and the
+cloud backend share this code. `converge_swarm` is idempotent:
+
+- a cluster that exists is kept (never re-initialised: its ID does not change);
+- a node that is not in it (a replaced machine, a node that left) joins it;
+- entries of the node list that belonged to a previous life of one of our machines (same
+  hostname or address, another node ID: `Down` after a `reset --hard`) are removed;
+- exactly `managers` nodes (an odd number; swarm-1 … swarm-k) are managers;
+- only when no manager is left (the only manager was replaced, or it left the swarm) is a new
+  cluster formed on swarm-1, and the report says so. A manager that lost its quorum recovers
+  the cluster with `--force-new-cluster` (the cluster, its ID and its services are kept).
+
+Join tokens are read over SSH into this process's memory and handed to the remote shell on the
+session's stdin (`read -r token`): they never appear in this tool's process arguments, its
+logs, its reports or on screen (error texts are scrubbed). On the node, `docker swarm join`
+receives the token as an argument, which cannot be avoided with the Docker CLI; it lives for the
+duration of the join, and a student on that node could read it with `ps`. That discloses nothing
+new: students are in the `docker` group on every node, so they can already run
+`docker swarm join-token` on a manager.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fabric import Connection
+
+from .backends.base import Machine
+from .errors import ClassroomError
+from .progress import NULL_PROGRESS, Progress
+from .ssh import admin_connection, in_parallel, open_with_retry, run
+
+SWARM_PORT = 2377
+READY_TIMEOUT = 40.0  # seconds for joined nodes to report Ready
+STATUS_CONNECT_SECONDS = 8.0  # `status` must not hang on a dead host
+JOIN_TIMEOUT = 90  # `docker swarm join` waits for the manager itself; bound the session anyway
+
+# One line of JSON per node of the node list (run on a manager).
+NODE_LIST = (
+    "ids=$(docker node ls -q) && docker node inspect --format "
+    + shlex.quote(
+        '{"id":{{json .ID}},"hostname":{{json .Description.Hostname}},"state":{{json .Status.State}},'
+        '"addr":{{json .Status.Addr}},"role":{{json .Spec.Role}},"availability":{{json .Spec.Availability}},'
+        '"manager":{{json .ManagerStatus}}}'
+    )
+    + " $ids"
+)
+LOCAL_INFO = "docker info --format '{{json .Swarm}}'"
+# The token arrives on stdin: the shell's `read` builtin keeps it out of every command line we send.
+JOIN = 'read -r token && exec docker swarm join --token "$token" {advertise}{address}'
+
+
+class SwarmError(ClassroomError):
+    """The cluster could not be formed or repaired; the message says why (never a token)."""
+
+
+# --- what converge and status return ------------------------------------------------------------
+@dataclass
+class SwarmNodeReport:
+    """What `converge_swarm` did to one node."""
+
+    name: str  # swarm-1
+    ok: bool
+    role: str | None = None  # manager | worker, once converged
+    node_id: str | None = None
+    error: str | None = None
+    changes: list[str] = field(default_factory=list)  # "joined as worker", "promoted", ...
+
+
+@dataclass
+class SwarmReport:
+    """The outcome of `converge_swarm`, for the CLI's `up`/`reset` report."""
+
+    cluster_id: str | None
+    manager: str | None  # the node the tool drove the cluster through
+    nodes: list[SwarmNodeReport]
+    formed: bool = False  # a new cluster was initialised during this run
+    lost: bool = False  # ... because the previous one had no manager left (say so on screen)
+    recovered: bool = False  # a manager without quorum was forced into a new cluster (ID kept)
+    removed: list[str] = field(default_factory=list)  # stale entries removed: "swarm-3 (ab12cd34ef56)"
+    notes: list[str] = field(default_factory=list)  # lines worth showing the trainer
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(node.ok for node in self.nodes)
+
+    @property
+    def failed(self) -> list[SwarmNodeReport]:
+        return [node for node in self.nodes if not node.ok]
+
+    @property
+    def changed(self) -> bool:
+        return self.formed or self.recovered or bool(self.removed) or any(n.changes for n in self.nodes)
+
+    def changes_for(self, name: str) -> list[str]:
+        """Lines to add to that host's HostReport.changes."""
+        return next((n.changes for n in self.nodes if n.name == name), [])
+
+    def error_for(self, name: str) -> str | None:
+        return next((n.error for n in self.nodes if n.name == name), None)
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SwarmNodeStatus:
+    """One Swarm node as `status` shows it."""
+
+    name: str
+    state: str  # the engine's view: active | inactive | pending | error | locked | unreachable
+    node_id: str | None = None
+    role: str | None = None  # manager | worker (from the cluster's node list)
+    availability: str | None = None  # active | pause | drain
+    status: str | None = None  # ready | down | unknown | disconnected
+    reachability: str | None = None  # managers: reachable | unreachable
+    leader: bool = False
+    in_cluster: bool = False  # listed in the node list of the reachable manager
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (self.state == "active" and self.in_cluster and self.status == "ready"
+                and (self.role != "manager" or self.reachability == "reachable"))
+
+    def as_json(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass
+class SwarmStatus:
+    """The cluster as `status` shows it: per node, plus the manager that answered."""
+
+    nodes: list[SwarmNodeStatus]
+    cluster_id: str | None = None
+    manager: str | None = None  # the manager that answered `docker node ls`, None if none did
+    ready_nodes: int = 0  # nodes Ready in that manager's list
+    listed_nodes: int = 0  # entries in the list (ours and any other)
+    stale: list[str] = field(default_factory=list)  # entries not matching a current node (`Down`)
+
+    @property
+    def manager_reachable(self) -> bool:
+        return self.manager is not None
+
+    @property
+    def checks(self) -> dict[str, dict[str, bool]]:
+        """{"swarm-1": {"swarm": True}, ...}: merge into each host's status checks."""
+        return {node.name: {"swarm": self.manager_reachable and node.ok} for node in self.nodes}
+
+    def node(self, name: str) -> SwarmNodeStatus | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    @property
+    def summary(self) -> str:
+        """One line for the status screen."""
+        if not self.nodes:
+            return "no Swarm nodes"
+        if self.manager is None:
+            return f"Swarm: no manager reachable ({len(self.nodes)} node(s))"
+        stale = f", {len(self.stale)} stale entr{'y' if len(self.stale) == 1 else 'ies'}" if self.stale else ""
+        return f"Swarm: manager {self.manager} reachable, {self.ready_nodes}/{len(self.nodes)} node(s) Ready{stale}"
+
+    def as_json(self) -> dict:
+        return {"cluster_id": self.cluster_id, "manager": self.manager,
+                "manager_reachable": self.manager_reachable, "ready_nodes": self.ready_nodes,
+                "listed_nodes": self.listed_nodes, "stale": self.stale,
+                "nodes": [n.as_json() for n in self.nodes]}
+
+
+# --- internal views ---------------------------------------------------------------------------------
+@dataclass
+class _Local:
+    """`docker info .Swarm` of one node."""
+
+    state: str = "inactive"
+    node_id: str = ""
+    control: bool = False  # a manager
+    cluster_id: str | None = None
+    error: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> _Local:
+        data = json.loads(text.strip() or "{}")
+        cluster = data.get("Cluster") or {}
+        return cls(state=data.get("LocalNodeState") or "inactive", node_id=data.get("NodeID") or "",
+                   control=bool(data.get("ControlAvailable")), cluster_id=cluster.get("ID"),
+                   error=data.get("Error") or "")
+
+
+@dataclass
+class _Entry:
+    """One entry of a manager's node list."""
+
+    id: str
+    hostname: str
+    state: str  # ready | down | unknown | disconnected
+    addr: str
+    role: str  # manager | worker
+    availability: str
+    reachability: str | None
+    leader: bool
+    manager_addr: str | None
+
+    @classmethod
+    def parse(cls, line: str) -> _Entry:
+        data = json.loads(line)
+        manager = data.get("manager") or {}
+        return cls(id=data["id"], hostname=data.get("hostname") or "", state=(data.get("state") or "").lower(),
+                   addr=data.get("addr") or "", role=(data.get("role") or "").lower(),
+                   availability=(data.get("availability") or "").lower(),
+                   reachability=manager.get("Reachability"), leader=bool(manager.get("Leader")),
+                   manager_addr=manager.get("Addr"))
+
+    def addresses(self) -> set[str]:
+        found = {self.addr}
+        if self.manager_addr:
+            found.add(self.manager_addr.rsplit(":", 1)[0])
+        return found - {"", "0.0.0.0"}
+
+
+class _Secrets:
+    """Tokens read during this run: scrubbed from every text that leaves this module."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, value: str) -> str:
+        if value:
+            self._values.add(value)
+        return value
+
+    def scrub(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "<token>")
+        # Belt and braces: anything shaped like a join token, whatever its origin.
+        return re.sub(r"SWMTKN-[0-9A-Za-z-]+", "<token>", text)
+
+
+@dataclass
+class _Node:
+    machine: Machine
+    connection: Connection | None = None
+    local: _Local | None = None
+    report: SwarmNodeReport | None = None
+
+    @property
+    def name(self) -> str:
+        return self.machine.name
+
+    @property
+    def usable(self) -> bool:
+        return self.connection is not None and self.local is not None and self.report is not None \
+            and self.report.error is None
+
+
+def swarm_machines(machines: Iterable[Machine]) -> list[Machine]:
+    """The Swarm nodes among a classroom's machines, swarm-1 first."""
+    return sorted((m for m in machines if m.role != "student"), key=_index)
+
+
+def desired_manager_count(managers: int, nodes: int) -> int:
+    """`managers`, capped to the nodes there are, kept odd (a Raft quorum), at least one."""
+    count = max(1, min(managers, nodes))
+    return count if count % 2 else count - 1
+
+
+# --- converge ---------------------------------------------------------------------------------------
+def converge_swarm(machines: list[Machine], key_path: Path, managers: int = 1,
+                   progress: Progress = NULL_PROGRESS) -> SwarmReport:
+    """Form the cluster, or repair it, so that every running Swarm node is in it and Ready.
+
+    `machines` may include the student hosts (ignored). Never raises for a node's failure, nor
+    when no cluster can be had at all (swarm-1 unreachable and no manager left): each node's
+    report says what went wrong; see `report.ok` and `report.failed`.
+    """
+    started = time.monotonic()
+    secrets = _Secrets()
+    nodes = [_Node(m) for m in swarm_machines(machines)]
+    report = SwarmReport(cluster_id=None, manager=None, nodes=[])
+    if not nodes:
+        return report
+    wanted = desired_manager_count(managers, len(nodes))
+    manager_names = {n.name for n in nodes[:wanted]}
+    progress.start("swarm", f"Forming the Swarm cluster ({len(nodes)} node(s))", total=len(nodes))
+    try:
+        _open_and_inspect(nodes, key_path, secrets)
+        try:
+            _converge(nodes, manager_names, report, secrets, progress)
+        except Exception as exc:  # no cluster at all: every node that is not done says why
+            reason = secrets.scrub(_reason(exc))
+            for node in nodes:
+                if node.report and node.report.error is None and not node.report.ok:
+                    node.report.error = reason
+        for node in nodes:
+            if node.report and node.report.error is None and not node.report.ok:
+                node.report.error = "not in the cluster"
+            progress.advance("swarm", detail=node.name)
+    finally:
+        for node in nodes:
+            if node.connection is not None:
+                node.connection.close()
+        progress.finish("swarm")
+    for node in nodes:
+        if node.report and node.report.error:
+            node.report.error = secrets.scrub(node.report.error)
+            node.report.ok = False
+    report.nodes = [n.report for n in nodes if n.report]
+    report.notes = [secrets.scrub(note) for note in report.notes]
+    for note in report.notes:
+        progress.note(note)
+    report.seconds = round(time.monotonic() - started, 2)
+    return report
+
+
+def _open_and_inspect(nodes: list[_Node], key_path: Path, secrets: _Secrets,
+                      connect_seconds: float | None = None) -> None:
+    def work(node: _Node) -> None:
+        node.report = SwarmNodeReport(node.name, ok=False)
+        if not node.machine.running:
+            node.report.error = f"machine is {node.machine.state}"
+            return
+        connection = admin_connection(node.machine, str(key_path))
+        if connect_seconds is None:
+            open_with_retry(connection)
+        else:
+            open_with_retry(connection, connect_seconds)
+        node.connection = connection
+        node.local = _inspect(node)
+
+    for node, _result, error in in_parallel(nodes, work):
+        if error is not None:
+            if node.report is None:
+                node.report = SwarmNodeReport(node.name, ok=False)
+            node.report.error = secrets.scrub(_reason(error))
+
+
+def _inspect(node: _Node) -> _Local:
+    assert node.connection is not None
+    result = run(node.connection, LOCAL_INFO, timeout=30)
+    if not result.ok:
+        raise SwarmError(f"docker info failed: {_reason(result.stderr or result.stdout)}")
+    return _Local.parse(result.stdout)
+
+
+def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, secrets: _Secrets,
+              progress: Progress) -> None:
+    usable = [n for n in nodes if n.usable]
+    control = _find_control(usable, report)
+    if control is None:
+        first = nodes[0]
+        if not first.usable:
+            raise SwarmError(f"no manager is left and {first.name} cannot form the cluster "
+                             f"({first.report.error if first.report else 'unreachable'})")
+        lost = any(n.local and n.local.state != "inactive" for n in usable)
+        _init(first, secrets)
+        report.formed, report.lost = True, lost
+        if lost:
+            report.notes.append(f"the Swarm cluster had no manager left (its only manager was replaced "
+                                f"or left): a new cluster was formed on {first.name}; services must be "
+                                "created again")
+        control = first
+    assert control.local is not None
+    report.manager = control.name
+    entries = _node_list(control)
+    listed = {e.id for e in entries}
+
+    # Which of our nodes are members; the others (re)join.
+    members = [n for n in usable if n.local and n.local.node_id in listed and n.local.state == "active"]
+    joiners = [n for n in usable if n not in members]
+
+    # Stale entries: an earlier life of one of our machines (same hostname or address, another ID).
+    current = {n.local.node_id for n in members if n.local}
+    ours = {n.name: n for n in nodes}
+    by_address = {n.machine.private_address: n for n in nodes if n.machine.private_address}
+    stale = []
+    for entry in entries:
+        owner = ours.get(entry.hostname) or next((by_address[a] for a in entry.addresses() if a in by_address), None)
+        if owner is None or entry.id in current or entry.id == control.local.node_id:
+            continue
+        if owner.usable or entry.state != "ready":  # a live machine has one node ID: this one is an orphan
+            stale.append((entry, owner))
+    # Stale managers first (demote then remove), so that quorum arithmetic counts live managers only.
+    for entry, owner in sorted(stale, key=lambda pair: pair[0].role != "manager"):
+        if entry.role == "manager":
+            _manage(control, f"docker node demote {entry.id}", f"demoting the stale entry of {owner.name}", secrets)
+        _manage(control, f"docker node rm --force {entry.id}", f"removing the stale entry of {owner.name}", secrets)
+        report.removed.append(f"{owner.name} ({entry.id[:12]})")
+        if owner.report is not None:
+            owner.report.changes.append(f"stale Swarm entry {entry.id[:12]} removed")
+
+    # Joins: managers one at a time (Raft membership), workers in parallel.
+    if joiners:
+        address = _advertised(control)
+        tokens: dict[str, str] = {}
+
+        def token(role: str) -> str:
+            if role not in tokens:
+                out = _manage(control, f"docker swarm join-token -q {role}", f"reading the {role} join token", secrets)
+                tokens[role] = secrets.add(out.strip())
+            return tokens[role]
+
+        def join(node: _Node, role: str) -> None:
+            _join(node, address, token(role), role, secrets)
+
+        for node in [n for n in joiners if n.name in manager_names]:
+            try:
+                join(node, "manager")
+            except Exception as exc:
+                assert node.report is not None
+                node.report.error = secrets.scrub(_reason(exc))
+        workers = [n for n in joiners if n.name not in manager_names]
+        if workers:
+            token("worker")
+            for node, _r, error in in_parallel(workers, lambda n: join(n, "worker")):
+                if error is not None and node.report is not None:
+                    node.report.error = secrets.scrub(_reason(error))
+        entries = _node_list(control)
+
+    # Roles: exactly the wanted managers (promote first, then demote: quorum never shrinks below need).
+    by_id = {e.id: e for e in entries}
+    live = [n for n in usable if n.report and n.report.error is None and n.local and n.local.node_id in by_id]
+    promote = [n for n in live if n.name in manager_names and by_id[n.local.node_id].role != "manager"]
+    demote = [n for n in live if n.name not in manager_names and by_id[n.local.node_id].role == "manager"]
+    if promote:
+        _manage(control, "docker node promote " + " ".join(n.local.node_id for n in promote), "promoting", secrets)
+        for node in promote:
+            node.report.changes.append("promoted to manager")
+    if demote:
+        # Drive from a manager that stays one: the control node may be about to lose its role.
+        if control in demote:
+            keeper = next((n for n in live if n.name in manager_names), None)
+            if keeper is None:
+                raise SwarmError("no node can stay a manager")
+            control = keeper
+            report.manager = keeper.name
+        _manage(control, "docker node demote " + " ".join(n.local.node_id for n in demote), "demoting", secrets)
+        for node in demote:
+            node.report.changes.append("demoted to worker")
+
+    entries = _wait_ready(control, live, secrets)
+    by_id = {e.id: e for e in entries}
+    report.cluster_id = _cluster_id(control)
+    for node in nodes:
+        if node.report is None or node.report.error is not None or node.local is None:
+            continue
+        entry = by_id.get(node.local.node_id)
+        if entry is None:
+            node.report.error = "not in the node list after joining"
+        elif entry.state != "ready":
+            node.report.error = f"node is {entry.state}, not ready"
+        else:
+            node.report.ok = True
+            node.report.role = entry.role
+            node.report.node_id = entry.id
+
+
+def _find_control(usable: list[_Node], report: SwarmReport) -> _Node | None:
+    """A manager that answers for the cluster: the one with the most of our nodes, swarm-1 first.
+
+    A manager without quorum is forced into a new cluster (same ID, same services) when no other
+    manager answers; members of a different cluster than the chosen one will leave and rejoin.
+    """
+    candidates = [n for n in usable if n.local and n.local.state == "active" and n.local.control]
+    answering: list[tuple[_Node, set[str]]] = []
+    for node in candidates:
+        try:
+            answering.append((node, {e.id for e in _node_list(node)}))
+        except SwarmError:
+            continue
+    if answering:
+        ids = {n.local.node_id for n in usable if n.local}
+        best = max(answering, key=lambda pair: (len(pair[1] & ids), -usable.index(pair[0])))
+        return best[0]
+    if candidates:
+        node = candidates[0]
+        address = node.machine.private_address
+        flag = f" --advertise-addr {shlex.quote(address)}" if address else ""
+        _check(node, f"docker swarm init --force-new-cluster{flag}", "recovering the cluster (--force-new-cluster)")
+        node.local = _inspect(node)
+        report.recovered = True
+        report.notes.append(f"the Swarm managers had lost their quorum: the cluster was recovered from "
+                            f"{node.name} (--force-new-cluster; its ID and services are kept)")
+        assert node.report is not None
+        node.report.changes.append("cluster recovered from this node (--force-new-cluster)")
+        return node
+    return None
+
+
+def _init(node: _Node, secrets: _Secrets) -> None:
+    assert node.local is not None and node.report is not None
+    if node.local.state != "inactive":
+        _check(node, "docker swarm leave --force", "leaving a lost cluster")
+    address = node.machine.private_address
+    flag = f" --advertise-addr {shlex.quote(address)}" if address else ""
+    _check(node, f"docker swarm init{flag} >/dev/null", "docker swarm init")
+    node.local = _inspect(node)
+    node.report.changes.append("Swarm cluster initialised")
+
+
+def _join(node: _Node, address: str, token: str, role: str, secrets: _Secrets) -> None:
+    assert node.local is not None and node.report is not None and node.connection is not None
+    if node.local.state != "inactive":  # a member of a cluster that is gone, or of another one
+        _check(node, "docker swarm leave --force", "leaving a former cluster")
+    own = node.machine.private_address
+    command = JOIN.format(advertise=f"--advertise-addr {shlex.quote(own)} " if own else "",
+                          address=f"{address}:{SWARM_PORT}")
+    result = run(node.connection, command, stdin=token + "\n", timeout=JOIN_TIMEOUT)
+    if not result.ok:
+        raise SwarmError(f"docker swarm join failed: {secrets.scrub(_reason(result.stderr or result.stdout))}")
+    node.local = _inspect(node)
+    node.report.changes.append(f"joined as {role}")
+
+
+def _wait_ready(control: _Node, nodes: list[_Node], secrets: _Secrets) -> list[_Entry]:
+    """The node list once every one of `nodes` is Ready (or the timeout passed)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    wanted = {n.local.node_id for n in nodes if n.local}
+    while True:
+        entries = _node_list(control)
+        states = {e.id: e.state for e in entries}
+        if all(states.get(i) == "ready" for i in wanted) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.3)
+
+
+def _node_list(node: _Node) -> list[_Entry]:
+    assert node.connection is not None
+    result = run(node.connection, NODE_LIST, timeout=30)
+    if not result.ok:
+        raise SwarmError(f"{node.name}: docker node ls failed: {_reason(result.stderr or result.stdout)}")
+    return [_Entry.parse(line) for line in result.stdout.splitlines() if line.strip().startswith("{")]
+
+
+def _cluster_id(node: _Node) -> str | None:
+    assert node.connection is not None
+    result = run(node.connection, "docker info --format '{{.Swarm.Cluster.ID}}'", timeout=30)
+    value = result.stdout.strip()
+    return value if result.ok and value and value != "<no value>" else None
+
+
+def _advertised(node: _Node) -> str:
+    """The address other nodes join: the manager's address on the classroom's network."""
+    if node.machine.private_address:
+        return node.machine.private_address
+    assert node.connection is not None
+    value = run(node.connection, "docker info --format '{{.Swarm.NodeAddr}}'", timeout=30).stdout.strip()
+    if not value:
+        raise SwarmError(f"{node.name}: its Swarm address is unknown")
+    return value
+
+
+def _manage(node: _Node, command: str, what: str, secrets: _Secrets) -> str:
+    return _check(node, command, what, secrets)
+
+
+def _check(node: _Node, command: str, what: str, secrets: _Secrets | None = None) -> str:
+    assert node.connection is not None
+    result = run(node.connection, command, timeout=60)
+    if not result.ok:
+        detail = _reason(result.stderr or result.stdout) or f"exit {result.exit_code}"
+        if secrets is not None:
+            detail = secrets.scrub(detail)
+        raise SwarmError(f"{node.name}: {what} failed: {detail}")
+    return result.stdout
+
+
+# --- status -------------------------------------------------------------------------------------------
+def swarm_status(machines: list[Machine], key_path: Path) -> SwarmStatus:
+    """Each node's Swarm state and availability, the manager that answers, the Ready count."""
+    secrets = _Secrets()
+    nodes = [_Node(m) for m in swarm_machines(machines)]
+    if not nodes:
+        return SwarmStatus(nodes=[])
+    try:
+        _open_and_inspect(nodes, key_path, secrets, connect_seconds=STATUS_CONNECT_SECONDS)
+        usable = [n for n in nodes if n.usable]
+        managers = [n for n in usable if n.local and n.local.state == "active" and n.local.control]
+        control, entries = None, []
+        for node in managers:
+            try:
+                entries = _node_list(node)
+                control = node
+                break
+            except SwarmError:
+                continue
+        cluster_id = _cluster_id(control) if control else None
+    finally:
+        for node in nodes:
+            if node.connection is not None:
+                node.connection.close()
+    by_id = {e.id: e for e in entries}
+    result = []
+    for node in nodes:
+        if not node.usable or node.local is None:
+            error = node.report.error if node.report else None
+            result.append(SwarmNodeStatus(node.name, "unreachable", detail=error))
+            continue
+        entry = by_id.get(node.local.node_id) if node.local.node_id else None
+        status = SwarmNodeStatus(node.name, node.local.state, node_id=node.local.node_id or None,
+                                 detail=node.local.error or None)
+        if entry is not None:
+            status.in_cluster = True
+            status.role, status.availability, status.status = entry.role, entry.availability, entry.state
+            status.reachability, status.leader = entry.reachability, entry.leader
+        elif control is None:
+            status.detail = status.detail or "no manager reachable"
+        else:
+            status.detail = status.detail or "not in the cluster"
+        result.append(status)
+    current = {n.node_id for n in result if n.in_cluster}
+    names = {n.name for n in nodes}
+    stale = [f"{e.hostname} ({e.id[:12]})" for e in entries
+             if e.id not in current and e.hostname in names and e.state != "ready"]
+    return SwarmStatus(nodes=result, cluster_id=cluster_id, manager=control.name if control else None,
+                       ready_nodes=sum(1 for e in entries if e.state == "ready"), listed_nodes=len(entries),
+                       stale=stale)
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+def _index(machine: Machine) -> tuple[int, str]:
+    number = machine.name.rsplit("-", 1)[-1]
+    return (int(number) if number.isdigit() else 0, machine.name)
+
+
+def _reason(value: object) -> str:
+    text = str(value).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else type(value).__name__)[:200]

@@ -1,0 +1,355 @@
+"""Shared fixtures: the real command line, the Docker engine, a tiny image, free SSH ports.
+
+Rules every engine test follows (other people run classrooms on the same engine):
+- a temporary CLASSROOM_HOME, classroom names that start with `t-` and are unique per run;
+- SSH port bases at 30000 and above, never the default 2200;
+- only what the test created is ever removed, found by its own labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import tarfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_IMAGE = "classroom-test/tiny:1"  # busybox, FROM scratch: 2 MB, runs `echo`, `sh`, `sleep`
+BUSYBOX = Path("/bin/busybox")
+
+
+# --- the command line ------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """What one `classroom ...` invocation did."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    args: tuple[str, ...] = ()
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def __str__(self) -> str:  # shown by pytest when an assertion on a Run fails
+        return (f"classroom {' '.join(self.args)} -> exit {self.exit_code}\n"
+                f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}")
+
+
+class Cli:
+    """Runs the real console entry, `provision.cli.main`, in this process (fast), or
+    `python -m provision.cli` in a subprocess (`subprocess=True`: a real process, real stdin).
+
+    Every run gets `CLASSROOM_HOME=home` unless `env` says otherwise; `env={"X": None}` unsets X.
+    stdin is never a terminal: `input` is what the command reads.
+    """
+
+    def __init__(self, home: Path, cwd: Path | None = None):
+        self.home = Path(home)
+        self.cwd = cwd
+
+    def environment(self, env: dict[str, str | None] | None = None) -> dict[str, str | None]:
+        values: dict[str, str | None] = {"CLASSROOM_HOME": str(self.home), "COLUMNS": "200",
+                                         "NO_COLOR": "1", "TERM": "dumb", "CLASSROOM_LOCK_WAIT": None}
+        values.update(env or {})
+        return values
+
+    def __call__(self, *args: str, env: dict[str, str | None] | None = None, input: str = "",
+                 cwd: Path | None = None, subprocess: bool = False, timeout: float = 600) -> Run:
+        args = tuple(str(a) for a in args)
+        cwd = cwd or self.cwd
+        if subprocess:
+            return self._subprocess(args, self.environment(env), input, cwd, timeout)
+        return self._in_process(args, self.environment(env), input, cwd)
+
+    def _in_process(self, args, env, input, cwd) -> Run:
+        from provision import cli
+
+        out, err = io.StringIO(), io.StringIO()
+        saved_env = {key: os.environ.get(key) for key in env}
+        saved_cwd = os.getcwd()
+        saved_stdin = sys.stdin
+        code: int | str | None = 0
+        try:
+            for key, value in env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if cwd is not None:
+                os.chdir(cwd)
+            sys.stdin = io.StringIO(input)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    cli.main(list(args))
+                except SystemExit as exc:
+                    code = exc.code
+        finally:
+            sys.stdin = saved_stdin
+            os.chdir(saved_cwd)
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):  # sys.exit("message")
+            err.write(f"{code}\n")
+            code = 1
+        return Run(code, strip_ansi(out.getvalue()), strip_ansi(err.getvalue()), args)
+
+    def _subprocess(self, args, env, input, cwd, timeout) -> Run:
+        full = dict(os.environ)
+        for key, value in env.items():
+            if value is None:
+                full.pop(key, None)
+            else:
+                full[key] = value
+        # The checkout under test, whether or not it is installed in this interpreter.
+        full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full.get("PYTHONPATH")]))
+        done = subprocess.run([sys.executable, "-m", "provision.cli", *args], input=input, text=True,
+                              capture_output=True, cwd=cwd, env=full, timeout=timeout)
+        return Run(done.returncode, done.stdout, done.stderr, args)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """Rich's consoles are made at import: if that was on a terminal, they may still emit colours."""
+    return _ANSI.sub("", text)
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    """A runner with its own empty CLASSROOM_HOME (tmp_path/home), run from tmp_path."""
+    return Cli(tmp_path / "home", cwd=tmp_path)
+
+
+# --- names and ports -------------------------------------------------------------------------------
+def unique_name(prefix: str = "t") -> str:
+    """A classroom name no one else uses: `t-<prefix>-<8 hex>`, at most 40 characters."""
+    prefix = prefix if prefix.startswith("t-") or prefix == "t" else f"t-{prefix}"
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"[:40]
+
+
+def port_free(port: int, address: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port_base(count: int, low: int = 30000, high: int = 39000) -> int:
+    """A base B such that B+1 … B+count are free now, picked at random in [low, high)."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(low, high - count - 1, 10)
+        if all(port_free(base + i) for i in range(1, count + 1)):
+            return base
+    raise RuntimeError(f"no {count} free ports in {low}-{high}")
+
+
+def write_classroom_file(folder: Path, name: str, *, students: int = 3, swarm_nodes: int = 0,
+                         port_base: int | None = None, extra: str = "") -> Path:
+    """A classroom file for a test: its own name, no Swarm by default, ports ≥ 30000."""
+    port_base = port_base if port_base is not None else free_port_base(students + 2)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "classroom.yaml"
+    path.write_text(
+        f"name: {name}\n"
+        f"students: {students}\n"
+        f"swarm:\n  nodes: {swarm_nodes}\n"
+        f"local:\n  ssh_port_base: {port_base}\n"
+        f"ttl: 2h\n" + extra
+    )
+    return path
+
+
+# --- the engine ------------------------------------------------------------------------------------
+def docker_client():
+    """A Docker SDK client for the engine the tool uses (DOCKER_HOST or the local socket), or None."""
+    try:
+        import docker
+    except ImportError:
+        return None
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The Docker SDK client; the test is skipped, saying why, when no engine answers."""
+    client = docker_client()
+    if client is None:
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        pytest.skip(f"no Docker engine answers at {where}: run scripts/setup-engine.sh "
+                    "(or scripts/test.sh, which runs it) to install and start one")
+    yield client
+    client.close()
+
+
+def classroom_resources(client, name: str) -> dict[str, list[str]]:
+    """Everything on the engine labelled as classroom `name`."""
+    label = {"label": f"classroom.name={name}"}
+    return {
+        "containers": [c.name for c in client.containers.list(all=True, filters=label)],
+        "volumes": [v.name for v in client.volumes.list(filters=label)],
+        "networks": [n.name for n in client.networks.list(filters=label)],
+    }
+
+
+def remove_classroom_resources(client, name: str) -> None:
+    """Last-resort cleanup of a test classroom, by its own label only."""
+    import docker.errors
+
+    label = {"label": f"classroom.name={name}"}
+    for container in client.containers.list(all=True, filters=label):
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True, v=True)
+    for volume in client.volumes.list(filters=label):
+        with contextlib.suppress(docker.errors.APIError):
+            volume.remove(force=True)
+    for network in client.networks.list(filters=label):
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
+
+
+@pytest.fixture(scope="session")
+def tiny_image(engine) -> str:
+    """A 2 MB busybox image (FROM scratch, built here: nothing can be pulled). Returns its tag."""
+    import docker.errors
+
+    try:
+        engine.images.get(TINY_IMAGE)
+        return TINY_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    if not BUSYBOX.is_file():
+        pytest.skip(f"{BUSYBOX} is missing: apt-get install busybox-static (scripts/test.sh does)")
+    dockerfile = (b"FROM scratch\nCOPY busybox /bin/busybox\n"
+                  b'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["sh"]\n')
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for arcname, data, mode in (("Dockerfile", dockerfile, 0o644), ("busybox", BUSYBOX.read_bytes(), 0o755)):
+            info = tarfile.TarInfo(arcname)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    engine.images.build(fileobj=context, custom_context=True, tag=TINY_IMAGE, rm=True, forcerm=True,
+                        labels={"classroom.test": "tiny"})
+    return TINY_IMAGE
+
+
+def save_image(client, tag: str) -> bytes:
+    """`docker save TAG` on the outer engine, as bytes."""
+    return b"".join(client.api.get_image(tag))
+
+
+def load_image_into(container, image_tar: bytes, name: str = "image.tar") -> str:
+    """Put a `docker save` tar into a host container and `docker load` it into the host's own engine.
+
+    /var/tmp, not /tmp: the host's /tmp is a tmpfs, which put_archive cannot see.
+    """
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(image_tar), 0o600
+        tar.addfile(info, io.BytesIO(image_tar))
+    assert container.put_archive("/var/tmp", archive.getvalue())
+    code, output = container.exec_run(["sh", "-c", f"docker load -i /var/tmp/{name} && rm -f /var/tmp/{name}"])
+    text = output.decode(errors="replace")
+    assert code == 0, f"docker load in {container.name} failed: {text}"
+    return text
+
+
+# --- SSH as a student ------------------------------------------------------------------------------
+def ssh_connect(port: int, user: str, password: str, host: str = "127.0.0.1", timeout: float = 15):
+    """A paramiko session logged in with a password only (no keys, no agent), as a student would."""
+    import logging
+
+    import paramiko
+
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect(host, port=port, username=user, password=password, look_for_keys=False,
+                   allow_agent=False, timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
+    return client
+
+
+def ssh_run(client, command: str, timeout: float = 120) -> tuple[int, str, str]:
+    _stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
+    out = stdout.read().decode(errors="replace")
+    err = stderr.read().decode(errors="replace")
+    return stdout.channel.recv_exit_status(), out, err
+
+
+# --- one real classroom, shared by the engine tests ------------------------------------------------
+@dataclass
+class LiveClassroom:
+    """A classroom made once per test session on the real engine (3 students, no Swarm)."""
+
+    name: str
+    home: Path
+    folder: Path  # holds classroom.yaml; the runner's working directory
+    file: Path
+    port_base: int
+    cli: Cli
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / self.name
+
+    def roster(self) -> list[dict]:
+        import json
+
+        run = self.cli("roster", "--format", "json")
+        assert run.exit_code == 0, run
+        return json.loads(run.stdout)
+
+    def container_ids(self, client) -> dict[str, str]:
+        """host name -> container ID, from the engine's labels."""
+        containers = client.containers.list(all=True, filters={"label": f"classroom.name={self.name}"})
+        return {c.labels["classroom.host"]: c.id for c in containers}
+
+
+MAX_STUDENTS_IN_TESTS = 5  # the shared classroom grows from 3 to 5
+
+
+@pytest.fixture(scope="session")
+def classroom(engine, tmp_path_factory) -> LiveClassroom:
+    """`classroom up` of 3 students, once; `down` (and a by-label sweep) when the session ends."""
+    folder = tmp_path_factory.mktemp("classroom")
+    name = unique_name("t-e2e")
+    port_base = free_port_base(MAX_STUDENTS_IN_TESTS + 1)
+    path = write_classroom_file(folder, name, students=3, port_base=port_base)
+    runner = Cli(folder / "home", cwd=folder)
+    room = LiveClassroom(name, runner.home, folder, path, port_base, runner)
+    try:
+        first = runner("up")
+        if first.exit_code != 0:
+            pytest.fail(f"`classroom up` of the shared test classroom failed:\n{first}")
+        yield room
+    finally:
+        runner("down", "--yes")
+        remove_classroom_resources(engine, name)
