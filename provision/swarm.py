@@ -434,19 +434,23 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
         _manage(control, "docker node promote " + " ".join(n.local.node_id for n in promote), "promoting", secrets)
         for node in promote:
             node.report.changes.append("promoted to manager")
+        # Promotion is asynchronous: let the new managers join Raft before anyone is demoted.
+        entries = _wait_ready(control, promote, manager_names)
     if demote:
         # Drive from a manager that stays one: the control node may be about to lose its role.
         if control in demote:
-            keeper = next((n for n in live if n.name in manager_names), None)
+            by_id = {e.id: e for e in entries}
+            keeper = next((n for n in live if n.name in manager_names
+                           and _settled(by_id.get(n.local.node_id), True)), None)
             if keeper is None:
-                raise SwarmError("no node can stay a manager")
+                raise SwarmError("no other node is a reachable manager: cannot demote " + control.name)
             control = keeper
             report.manager = keeper.name
         _manage(control, "docker node demote " + " ".join(n.local.node_id for n in demote), "demoting", secrets)
         for node in demote:
             node.report.changes.append("demoted to worker")
 
-    entries = _wait_ready(control, live, secrets)
+    entries = _wait_ready(control, live, manager_names)
     by_id = {e.id: e for e in entries}
     report.cluster_id = _cluster_id(control)
     for node in nodes:
@@ -457,6 +461,9 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
             node.report.error = "not in the node list after joining"
         elif entry.state != "ready":
             node.report.error = f"node is {entry.state}, not ready"
+        elif not _settled(entry, node.name in manager_names):
+            node.report.error = (f"not yet a reachable manager ({entry.reachability or entry.role})"
+                                 if node.name in manager_names else "still a manager")
         else:
             node.report.ok = True
             node.report.role = entry.role
@@ -474,7 +481,7 @@ def _find_control(usable: list[_Node], report: SwarmReport) -> _Node | None:
     for node in candidates:
         try:
             answering.append((node, {e.id for e in _node_list(node)}))
-        except SwarmError:
+        except Exception:  # no leader (yet), a timeout: try the next manager
             continue
     if answering:
         ids = {n.local.node_id for n in usable if n.local}
@@ -520,16 +527,26 @@ def _join(node: _Node, address: str, token: str, role: str, secrets: _Secrets) -
     node.report.changes.append(f"joined as {role}")
 
 
-def _wait_ready(control: _Node, nodes: list[_Node], secrets: _Secrets) -> list[_Entry]:
-    """The node list once every one of `nodes` is Ready (or the timeout passed)."""
+def _wait_ready(control: _Node, nodes: list[_Node], manager_names: set[str]) -> list[_Entry]:
+    """The node list once every one of `nodes` is Ready in its wanted role (or the timeout passed).
+
+    A promotion is asynchronous: the node joins Raft a moment after `docker node promote` returns,
+    and until then it would not keep the cluster alive if the old manager went away.
+    """
     deadline = time.monotonic() + READY_TIMEOUT
-    wanted = {n.local.node_id for n in nodes if n.local}
+    wanted = {n.local.node_id: n.name in manager_names for n in nodes if n.local}
     while True:
         entries = _node_list(control)
-        states = {e.id: e.state for e in entries}
-        if all(states.get(i) == "ready" for i in wanted) or time.monotonic() > deadline:
+        by_id = {e.id: e for e in entries}
+        if all(_settled(by_id.get(i), manager) for i, manager in wanted.items()) or time.monotonic() > deadline:
             return entries
-        time.sleep(0.3)
+        time.sleep(0.25)
+
+
+def _settled(entry: _Entry | None, manager: bool) -> bool:
+    if entry is None or entry.state != "ready":
+        return False
+    return entry.reachability == "reachable" if manager else entry.role == "worker"
 
 
 def _node_list(node: _Node) -> list[_Entry]:
@@ -573,6 +590,77 @@ def _check(node: _Node, command: str, what: str, secrets: _Secrets | None = None
     return result.stdout
 
 
+# --- before a machine is replaced -----------------------------------------------------------------
+def release_node(machines: list[Machine], key_path: Path, name: str,
+                 progress: Progress = NULL_PROGRESS) -> list[str]:
+    """Prepare a Swarm node for `reset --hard` (call it just before `backend.replace`).
+
+    Best effort, never raises: the node is drained (its tasks move now, not after the heartbeat
+    timeout) and, if it is a manager, demoted, so that the cluster keeps its quorum and its
+    leader. If it is the only manager, another Ready node is promoted first: the cluster, its ID
+    and its services survive the replacement, and `converge_swarm` afterwards gives the roles
+    back. A node that does not answer (the usual reason for a hard reset) is left alone:
+    `converge_swarm` will remove its stale entry, or form a new cluster if it was the only manager.
+    Returns lines worth showing the trainer.
+    """
+    secrets = _Secrets()
+    nodes = [_Node(m) for m in swarm_machines(machines)]
+    target = next((n for n in nodes if n.name == name), None)
+    if target is None or not target.machine.running:
+        return []
+    notes: list[str] = []
+    progress.start("swarm-release", f"Handing over {name}'s Swarm role", total=None)
+    try:
+        _open_and_inspect(nodes, key_path, secrets, connect_seconds=STATUS_CONNECT_SECONDS)
+        if not target.usable or target.local is None or target.local.state != "active":
+            return notes
+        managers = [n for n in nodes if n.usable and n.local and n.local.state == "active" and n.local.control]
+        # Drive from another manager when there is one: the target may lose its role.
+        control, entries = None, []
+        for node in sorted(managers, key=lambda n: n is target):
+            try:
+                entries, control = _node_list(node), node
+                break
+            except Exception:
+                continue
+        if control is None:
+            return notes
+        by_id = {e.id: e for e in entries}
+        entry = by_id.get(target.local.node_id)
+        if entry is None:
+            return notes
+        if entry.availability != "drain":
+            _manage(control, f"docker node update --availability drain {entry.id} >/dev/null",
+                    f"draining {name}", secrets)
+        if entry.role == "manager":
+            others = [e for e in entries if e.id != entry.id and e.role == "manager" and e.reachability == "reachable"]
+            if not others:
+                helper = next((n for n in nodes if n is not target and n.usable and n.local
+                               and by_id.get(n.local.node_id) is not None
+                               and by_id[n.local.node_id].state == "ready"
+                               and by_id[n.local.node_id].availability == "active"), None)
+                if helper is None:
+                    return notes
+                _manage(control, f"docker node promote {helper.local.node_id} >/dev/null",
+                        f"promoting {helper.name}", secrets)
+                _wait_ready(control, [helper], {helper.name})
+                control = helper
+                notes.append(f"{helper.name} stands in as the Swarm manager while {name} is replaced")
+            _manage(control, f"docker node demote {entry.id} >/dev/null", f"demoting {name}", secrets)
+            _wait_ready(control, [target], set())
+        return notes
+    except Exception as exc:  # best effort: converge_swarm repairs whatever is left
+        notes.append(secrets.scrub(f"could not hand over {name}'s Swarm role: {_reason(exc)}"))
+        return notes
+    finally:
+        for node in nodes:
+            if node.connection is not None:
+                node.connection.close()
+        progress.finish("swarm-release")
+        for note in notes:
+            progress.note(note)
+
+
 # --- status -------------------------------------------------------------------------------------------
 def swarm_status(machines: list[Machine], key_path: Path) -> SwarmStatus:
     """Each node's Swarm state and availability, the manager that answers, the Ready count."""
@@ -590,7 +678,7 @@ def swarm_status(machines: list[Machine], key_path: Path) -> SwarmStatus:
                 entries = _node_list(node)
                 control = node
                 break
-            except SwarmError:
+            except Exception:  # no leader, a timeout: the next manager may answer
                 continue
         cluster_id = _cluster_id(control) if control else None
     finally:
