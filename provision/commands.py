@@ -184,7 +184,7 @@ class HostStatus:
 
     def as_json(self) -> dict:
         return {"name": self.name, "role": self.role, "student": self.student, "address": self.address,
-                "port": self.port, "state": self.state, "checks": self.checks}
+                "port": self.port, "state": self.state, "checks": self.checks, "detail": self.detail}
 
 
 @dataclass

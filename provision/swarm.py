@@ -354,7 +354,11 @@ def _inspect(node: _Node) -> _Local:
 def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, secrets: _Secrets,
               progress: Progress) -> None:
     usable = [n for n in nodes if n.usable]
-    control = _find_control(usable, report)
+    try:
+        control = _find_control(usable, report)
+    except SwarmError as exc:  # the managers could not be brought back: a new cluster it is
+        report.notes.append(f"{_reason(exc)}: forming a new cluster")
+        control = None
     if control is None:
         first = nodes[0]
         if not first.usable:
@@ -446,7 +450,9 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
                 raise SwarmError("no other node is a reachable manager: cannot demote " + control.name)
             control = keeper
             report.manager = keeper.name
-        _manage(control, "docker node demote " + " ".join(n.local.node_id for n in demote), "demoting", secrets)
+        others = [n for n in live if n.name in manager_names and n is not control]
+        _manage([control, *others], "docker node demote " + " ".join(n.local.node_id for n in demote),
+                "demoting", secrets)
         for node in demote:
             node.report.changes.append("demoted to worker")
 
@@ -489,9 +495,19 @@ def _find_control(usable: list[_Node], report: SwarmReport) -> _Node | None:
         return best[0]
     if candidates:
         node = candidates[0]
-        address = node.machine.private_address
-        flag = f" --advertise-addr {shlex.quote(address)}" if address else ""
-        _check(node, f"docker swarm init --force-new-cluster{flag}", "recovering the cluster (--force-new-cluster)")
+        # The daemon may report an error after it did recover (it then fails to update the cluster's
+        # settings): what counts is whether the node answers for the cluster afterwards.
+        outcome = run(node.connection, "docker swarm init --force-new-cluster >/dev/null", timeout=60)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                _node_list(node)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise SwarmError(f"{node.name}: recovering the cluster (--force-new-cluster) failed: "
+                                     f"{_reason(outcome.stderr or outcome.stdout)}") from None
+                time.sleep(0.5)
         node.local = _inspect(node)
         report.recovered = True
         report.notes.append(f"the Swarm managers had lost their quorum: the cluster was recovered from "
@@ -575,8 +591,28 @@ def _advertised(node: _Node) -> str:
     return value
 
 
-def _manage(node: _Node, command: str, what: str, secrets: _Secrets) -> str:
-    return _check(node, command, what, secrets)
+# Answers of a manager that is still joining Raft, or of a cluster electing its leader: worth a retry.
+_TRANSIENT = re.compile(r"being prepared|does not have a leader|deadline exceeded|not a swarm manager|"
+                        r"code = Unavailable|trouble connecting", re.IGNORECASE)
+
+
+def _manage(nodes: _Node | list[_Node], command: str, what: str, secrets: _Secrets,
+            retry_seconds: float = 20.0) -> str:
+    """Run a manager command on the first of `nodes` that accepts it, retrying transient refusals."""
+    candidates = nodes if isinstance(nodes, list) else [nodes]
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        error: SwarmError | None = None
+        for node in candidates:
+            try:
+                return _check(node, command, what, secrets)
+            except SwarmError as exc:
+                if not _TRANSIENT.search(str(exc)):
+                    raise
+                error = exc
+        if error is None or time.monotonic() > deadline:
+            raise error or SwarmError(f"{what}: no manager to run it on")
+        time.sleep(0.5)
 
 
 def _check(node: _Node, command: str, what: str, secrets: _Secrets | None = None) -> str:
@@ -644,9 +680,10 @@ def release_node(machines: list[Machine], key_path: Path, name: str,
                 _manage(control, f"docker node promote {helper.local.node_id} >/dev/null",
                         f"promoting {helper.name}", secrets)
                 _wait_ready(control, [helper], {helper.name})
-                control = helper
                 notes.append(f"{helper.name} stands in as the Swarm manager while {name} is replaced")
-            _manage(control, f"docker node demote {entry.id} >/dev/null", f"demoting {name}", secrets)
+                # The new manager may take a moment to accept commands; the target can demote itself.
+                control = helper
+            _manage([control, target], f"docker node demote {entry.id} >/dev/null", f"demoting {name}", secrets)
             _wait_ready(control, [target], set())
         return notes
     except Exception as exc:  # best effort: converge_swarm repairs whatever is left

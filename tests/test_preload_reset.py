@@ -261,3 +261,38 @@ def test_exec_runs_everywhere_and_fails_when_one_host_fails(course):
     run = course.cli("exec", "--hosts", "student-02", "--", "sh -c 'exit 4'")
     assert run.exit_code == 1
     assert "student-02" in run.stderr
+
+
+def test_up_brings_course_updates_but_keeps_student_edits(course):
+    (course.exercises / ".dotfile").write_text("hidden, second edition\n")  # updated by the trainer
+    (course.exercises / "chapter 2").mkdir()
+    (course.exercises / "chapter 2" / "new.txt").write_text("new chapter\n")  # added by the trainer
+    course.as_student("student-01", "echo 'mine' > ~/exercises/chapter\\ 1/réseau\\ à\\ été.txt")
+    run = course.up()
+    assert run.exit_code == 0, run
+    assert course.as_student("student-01", "cat ~/exercises/.dotfile").strip() == "hidden, second edition"
+    assert course.as_student("student-01", "cat ~/exercises/chapter\\ 2/new.txt").strip() == "new chapter"
+    assert course.as_student("student-01", "cat ~/exercises/chapter\\ 1/réseau\\ à\\ été.txt").strip() == "mine"
+    assert "kept (changed by the student)" in run.stdout
+    hosts = json.loads(course.cli("status", "--json").stdout)["hosts"]
+    assert "changed" in (hosts[0]["detail"] or "")
+
+
+def test_ssh_opens_an_admin_session_on_that_host(course):
+    if not shutil.which("ssh"):
+        pytest.skip("no ssh client: apt-get install openssh-client (scripts/test.sh does)")
+    run = course.cli("ssh", "2", input="hostname; id -un\n", subprocess=True)
+    assert run.exit_code == 0, run
+    assert run.stdout.split()[-2:] == ["student-02", "root"]  # after the login banner
+
+
+def test_an_image_that_does_not_exist_is_refused_before_anything_is_created(engine, tmp_path):
+    name = unique_name("t-noimg")
+    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(2, low=47000, high=48000),
+                         extra="images:\n  - course-test/does-not-exist:9\n")
+    run = Cli(tmp_path / "home", cwd=tmp_path)("up")
+    assert run.exit_code == 2, run
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "classroom: error: images.0: course-test/does-not-exist:9 is not on this engine and cannot be pulled")
+    assert not engine.containers.list(all=True, filters={"label": f"classroom.name={name}"})
