@@ -395,7 +395,10 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
     # Stale managers first (demote then remove), so that quorum arithmetic counts live managers only.
     for entry, owner in sorted(stale, key=lambda pair: pair[0].role != "manager"):
         if entry.role == "manager":
-            _manage(control, f"docker node demote {entry.id}", f"demoting the stale entry of {owner.name}", secrets)
+            try:
+                _manage(control, f"docker node demote {entry.id}", f"demoting the stale entry of {owner.name}", secrets)
+            except SwarmError:
+                pass  # no longer in Raft (after --force-new-cluster): `rm --force` below takes it
         _manage(control, f"docker node rm --force {entry.id}", f"removing the stale entry of {owner.name}", secrets)
         report.removed.append(f"{owner.name} ({entry.id[:12]})")
         if owner.report is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -17,36 +19,56 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 class RichProgress:
-    """The core's Progress protocol on a Rich live display (stderr), one bar per step."""
+    """The core's Progress protocol on a Rich live display (stderr), one bar per step.
+
+    When stderr is not a terminal (CI, a log file, a script), there is no live display: each step
+    prints one plain line when it ends, so a failure before any step ended leaves only the error.
+    """
 
     def __init__(self, console_: Console = console):
         self._console = console_
+        self._live = console_.is_terminal
         self._bars = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("[dim]{task.fields[detail]}"),
             console=console_, transient=False,
         )
         self._tasks: dict[str, int] = {}
+        self._plain: dict[str, tuple[str, int | None, float, int]] = {}
 
     def __enter__(self) -> RichProgress:
-        self._bars.start()
+        if self._live:
+            self._bars.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._bars.stop()
+        if self._live:
+            self._bars.stop()
 
     def start(self, key: str, description: str, total: int | None = None) -> None:
-        if key in self._tasks:
+        if not self._live:
+            self._plain[key] = (description, total, time.monotonic(), 0)
+        elif key in self._tasks:
             self._bars.reset(self._tasks[key], total=total, description=description, detail="")
         else:
             self._tasks[key] = self._bars.add_task(description, total=total, detail="")
 
     def advance(self, key: str, amount: int = 1, detail: str | None = None) -> None:
+        if not self._live:
+            if key in self._plain:
+                description, total, started, done = self._plain[key]
+                self._plain[key] = (description, total, started, done + amount)
+            return
         task = self._tasks.get(key)
         if task is not None:
             self._bars.update(task, advance=amount, detail=detail or "")
 
     def finish(self, key: str) -> None:
+        if not self._live:
+            if key in self._plain:
+                description, total, started, _done = self._plain.pop(key)
+                self._console.print(f"{description}: done in {time.monotonic() - started:.1f} s")
+            return
         task = self._tasks.get(key)
         if task is not None:
             total = self._bars.tasks[task].total
@@ -56,7 +78,7 @@ class RichProgress:
                 self._bars.update(task, completed=total, detail="")
 
     def note(self, message: str) -> None:
-        self._bars.console.print(message)
+        (self._bars.console if self._live else self._console).print(message)
 
 
 def state_style(state: str) -> str:
