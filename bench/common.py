@@ -1,0 +1,61 @@
+"""Shared pieces of the benchmarks: the floor, timing a command, a private classroom home.
+
+The floor is what no provisioning tool can beat on this engine: N bare hosts of the same image,
+started with the same options by the same backend code, each answering `docker info`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def classroom_cmd(*args: str, cwd: Path, home: Path, check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+    """Run `classroom ARGS` as a trainer would (a real process); returns (seconds, result)."""
+    env = {**os.environ, "CLASSROOM_HOME": str(home), "PYTHONPATH": str(REPO)}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "provision.cli", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+    if check and result.returncode != 0:
+        raise SystemExit(f"classroom {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return elapsed, result
+
+
+def floor_seconds(count: int, port_base: int, home: Path) -> float:
+    """Start `count` bare hosts (host image, same DinD options) until each answers `docker info`."""
+    from provision.backends.local import LocalBackend
+    from provision.config import ClassroomConfig
+    from provision.roster import plan_hosts
+    from provision.state import ClassroomState
+
+    config = ClassroomConfig.model_validate({"name": f"bench-floor-{os.getpid()}", "students": count,
+                                             "swarm": {"nodes": 0}, "local": {"ssh_port_base": port_base}})
+    backend = LocalBackend(config, ClassroomState(config.name, home))
+    backend.ensure_host_image()
+    try:
+        started = time.monotonic()
+        machines = backend.ensure(plan_hosts(config), "ssh-ed25519 AAAA bench")
+
+        def wait_for_docker(machine) -> None:
+            container = backend.client.containers.get(machine.machine_id)
+            while container.exec_run(["docker", "info"]).exit_code != 0:
+                time.sleep(0.2)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(wait_for_docker, machines))
+        return time.monotonic() - started
+    finally:
+        backend.destroy()
+
+
+def row(label: str, seconds: float, floor: float | None = None, target: str = "") -> str:
+    ratio = f"{seconds / floor:4.2f} x floor" if floor else ""
+    return f"{label:<38} {seconds:7.2f} s  {ratio:<14} {target}"
