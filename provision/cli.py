@@ -104,9 +104,15 @@ def up(
 
     room = _room(ctx, check_paths=True, **{"--students": students, "--swarm-nodes": swarm_nodes,
                                            "--backend": backend.value if backend else None})
+
+    def confirm(cost_line: str) -> bool:
+        if not sys.stdin.isatty():
+            raise BadInput(f"{cost_line}; add --yes to create these paid hosts")
+        return typer.confirm(f"{cost_line}. Create them?", err=True)
+
     with RichProgress() as progress:
         room.progress = progress
-        result = commands.up(room)
+        result = commands.up(room, confirm=None if yes else confirm)
     _render_up(result, out, console)
     if result.failed:
         raise typer.Exit(ExitCode.PARTIAL)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,7 +108,9 @@ class UpResult:
         return [h for h in self.hosts if not h.ok]
 
 
-def up(room: Classroom) -> UpResult:
+def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResult:
+    """Create or converge the classroom. `confirm(cost line)` is asked before paid hosts are
+    created (cloud backends only); None means go ahead."""
     from .provisioning import prepare_course, provision_hosts
 
     config, state = room.config, room.state
@@ -116,6 +119,11 @@ def up(room: Classroom) -> UpResult:
         backend = room.backend
         backend.preflight(hosts)
         before = {m.name for m in backend.machines() if m.running}
+        estimate = getattr(backend, "estimate", None)  # only paid backends have one
+        new_hosts = [h for h in hosts if h.name not in before]
+        if confirm is not None and estimate is not None and new_hosts:
+            if not confirm(estimate(len(hosts)).line()):
+                raise BadInput("nothing was created")
         key = state.admin_key()
         now = datetime.now(timezone.utc)
         meta = state.meta()

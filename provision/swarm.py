@@ -24,6 +24,7 @@ new: students are in the `docker` group on every node, so they can already run
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shlex
 import time
@@ -36,7 +37,9 @@ from fabric import Connection
 from .backends.base import Machine
 from .errors import ClassroomError
 from .progress import NULL_PROGRESS, Progress
-from .ssh import admin_connection, in_parallel, open_with_retry, run
+from .ssh import Result, admin_connection, in_parallel, open_with_retry, run
+
+log = logging.getLogger(__name__)
 
 SWARM_PORT = 2377
 READY_TIMEOUT = 40.0  # seconds for joined nodes to report Ready
@@ -345,7 +348,7 @@ def _open_and_inspect(nodes: list[_Node], key_path: Path, secrets: _Secrets,
 
 def _inspect(node: _Node) -> _Local:
     assert node.connection is not None
-    result = run(node.connection, LOCAL_INFO, timeout=30)
+    result = _run(node, LOCAL_INFO, timeout=30)
     if not result.ok:
         raise SwarmError(f"docker info failed: {_reason(result.stderr or result.stdout)}")
     return _Local.parse(result.stdout)
@@ -355,7 +358,7 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
               progress: Progress) -> None:
     usable = [n for n in nodes if n.usable]
     try:
-        control = _find_control(usable, report)
+        control = _find_control(nodes, report)
     except SwarmError as exc:  # the managers could not be brought back: a new cluster it is
         report.notes.append(f"{_reason(exc)}: forming a new cluster")
         control = None
@@ -365,6 +368,10 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
             raise SwarmError(f"no manager is left and {first.name} cannot form the cluster "
                              f"({first.report.error if first.report else 'unreachable'})")
         lost = any(n.local and n.local.state != "inactive" for n in usable)
+        silent = [n.name for n in nodes if n.machine.running and not n.usable]
+        if lost and silent:  # one of them may still be the manager: two clusters would be worse
+            raise SwarmError(f"no manager answers and {', '.join(silent)} cannot be reached: not forming a new "
+                             "cluster while the old one may still be alive")
         _init(first, secrets)
         report.formed, report.lost = True, lost
         if lost:
@@ -383,11 +390,9 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
 
     # Stale entries: an earlier life of one of our machines (same hostname or address, another ID).
     current = {n.local.node_id for n in members if n.local}
-    ours = {n.name: n for n in nodes}
-    by_address = {n.machine.private_address: n for n in nodes if n.machine.private_address}
     stale = []
     for entry in entries:
-        owner = ours.get(entry.hostname) or next((by_address[a] for a in entry.addresses() if a in by_address), None)
+        owner = _owner(entry, nodes)
         if owner is None or entry.id in current or entry.id == control.local.node_id:
             continue
         if owner.usable or entry.state != "ready":  # a live machine has one node ID: this one is an orphan
@@ -479,28 +484,40 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
             node.report.node_id = entry.id
 
 
-def _find_control(usable: list[_Node], report: SwarmReport) -> _Node | None:
+def _find_control(nodes: list[_Node], report: SwarmReport) -> _Node | None:
     """A manager that answers for the cluster: the one with the most of our nodes, swarm-1 first.
 
-    A manager without quorum is forced into a new cluster (same ID, same services) when no other
-    manager answers; members of a different cluster than the chosen one will leave and rejoin.
+    When the managers that can still be alive are not a majority of the Raft members (more than
+    half of them were replaced), the cluster can never elect a leader again: it is recovered
+    from a surviving manager with `--force-new-cluster` (same ID, same services). Members of a
+    different cluster than the chosen one leave and rejoin later.
     """
+    usable = [n for n in nodes if n.usable]
     candidates = [n for n in usable if n.local and n.local.state == "active" and n.local.control]
     answering: list[tuple[_Node, set[str]]] = []
+    without_quorum: list[_Node] = []
     for node in candidates:
         try:
-            answering.append((node, {e.id for e in _node_list(node)}))
+            entries = _node_list(node)
         except Exception:  # no leader (yet), a timeout: try the next manager
             continue
+        members = [e for e in entries if e.role == "manager"]
+        alive = [e for e in members if _may_be_alive(e, nodes)]
+        if 2 * len(alive) > len(members):
+            answering.append((node, {e.id for e in entries}))
+        else:
+            without_quorum.append(node)
     if answering:
         ids = {n.local.node_id for n in usable if n.local}
         best = max(answering, key=lambda pair: (len(pair[1] & ids), -usable.index(pair[0])))
         return best[0]
+    if without_quorum:
+        candidates = without_quorum
     if candidates:
         node = candidates[0]
         # The daemon may report an error after it did recover (it then fails to update the cluster's
         # settings): what counts is whether the node answers for the cluster afterwards.
-        outcome = run(node.connection, "docker swarm init --force-new-cluster >/dev/null", timeout=60)
+        outcome = _run(node, "docker swarm init --force-new-cluster >/dev/null", timeout=60)
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -521,6 +538,25 @@ def _find_control(usable: list[_Node], report: SwarmReport) -> _Node | None:
     return None
 
 
+def _owner(entry: _Entry, nodes: list[_Node]) -> _Node | None:
+    """Which of our machines a node-list entry is (or was): same hostname, or same address."""
+    for node in nodes:
+        if entry.hostname == node.name:
+            return node
+    for node in nodes:
+        if node.machine.private_address and node.machine.private_address in entry.addresses():
+            return node
+    return None
+
+
+def _may_be_alive(entry: _Entry, nodes: list[_Node]) -> bool:
+    """False when the entry is provably an earlier life of one of our machines (it has another ID now)."""
+    owner = _owner(entry, nodes)
+    if owner is None or not owner.usable or owner.local is None:
+        return True  # not ours, or we cannot tell
+    return owner.local.node_id == entry.id
+
+
 def _init(node: _Node, secrets: _Secrets) -> None:
     assert node.local is not None and node.report is not None
     if node.local.state != "inactive":
@@ -539,7 +575,7 @@ def _join(node: _Node, address: str, token: str, role: str, secrets: _Secrets) -
     own = node.machine.private_address
     command = JOIN.format(advertise=f"--advertise-addr {shlex.quote(own)} " if own else "",
                           address=f"{address}:{SWARM_PORT}")
-    result = run(node.connection, command, stdin=token + "\n", timeout=JOIN_TIMEOUT)
+    result = _run(node, command, stdin=token + "\n", timeout=JOIN_TIMEOUT)
     if not result.ok:
         raise SwarmError(f"docker swarm join failed: {secrets.scrub(_reason(result.stderr or result.stdout))}")
     node.local = _inspect(node)
@@ -550,14 +586,28 @@ def _wait_ready(control: _Node, nodes: list[_Node], manager_names: set[str]) -> 
     """The node list once every one of `nodes` is Ready in its wanted role (or the timeout passed).
 
     A promotion is asynchronous: the node joins Raft a moment after `docker node promote` returns,
-    and until then it would not keep the cluster alive if the old manager went away.
+    and only answers manager commands (it holds the cluster's CA signer) a moment later still.
+    Until then it would not keep the cluster alive if the old manager went away.
     """
     deadline = time.monotonic() + READY_TIMEOUT
     wanted = {n.local.node_id: n.name in manager_names for n in nodes if n.local}
+    confirmed: set[str] = {control.name}
     while True:
         entries = _node_list(control)
         by_id = {e.id: e for e in entries}
-        if all(_settled(by_id.get(i), manager) for i, manager in wanted.items()) or time.monotonic() > deadline:
+        waiting = [i for i, manager in wanted.items() if not _settled(by_id.get(i), manager)]
+        settled = not waiting
+        if waiting:
+            log.debug("waiting for %s", [(by_id[i].hostname, by_id[i].state, by_id[i].role, by_id[i].reachability)
+                                         if i in by_id else i for i in waiting])
+        if settled:
+            for node in nodes:
+                if node.name in manager_names and node.name not in confirmed and node.connection is not None \
+                        and _run(node, "docker node ls -q >/dev/null", timeout=20).ok:
+                    confirmed.add(node.name)
+            if all(n.name in confirmed for n in nodes if n.name in manager_names):
+                return entries
+        if time.monotonic() > deadline:
             return entries
         time.sleep(0.25)
 
@@ -570,7 +620,7 @@ def _settled(entry: _Entry | None, manager: bool) -> bool:
 
 def _node_list(node: _Node) -> list[_Entry]:
     assert node.connection is not None
-    result = run(node.connection, NODE_LIST, timeout=30)
+    result = _run(node, NODE_LIST, timeout=30)
     if not result.ok:
         raise SwarmError(f"{node.name}: docker node ls failed: {_reason(result.stderr or result.stdout)}")
     return [_Entry.parse(line) for line in result.stdout.splitlines() if line.strip().startswith("{")]
@@ -578,7 +628,7 @@ def _node_list(node: _Node) -> list[_Entry]:
 
 def _cluster_id(node: _Node) -> str | None:
     assert node.connection is not None
-    result = run(node.connection, "docker info --format '{{.Swarm.Cluster.ID}}'", timeout=30)
+    result = _run(node, "docker info --format '{{.Swarm.Cluster.ID}}'", timeout=30)
     value = result.stdout.strip()
     return value if result.ok and value and value != "<no value>" else None
 
@@ -588,7 +638,7 @@ def _advertised(node: _Node) -> str:
     if node.machine.private_address:
         return node.machine.private_address
     assert node.connection is not None
-    value = run(node.connection, "docker info --format '{{.Swarm.NodeAddr}}'", timeout=30).stdout.strip()
+    value = _run(node, "docker info --format '{{.Swarm.NodeAddr}}'", timeout=30).stdout.strip()
     if not value:
         raise SwarmError(f"{node.name}: its Swarm address is unknown")
     return value
@@ -597,6 +647,15 @@ def _advertised(node: _Node) -> str:
 # Answers of a manager that is still joining Raft, or of a cluster electing its leader: worth a retry.
 _TRANSIENT = re.compile(r"being prepared|does not have a leader|deadline exceeded|not a swarm manager|"
                         r"code = Unavailable|trouble connecting", re.IGNORECASE)
+
+
+def _run(node: _Node, command: str, *, stdin: str | None = None, timeout: int = 60) -> Result:
+    """One command on a node, timed in the debug log (commands never hold a token; stdin is not logged)."""
+    assert node.connection is not None
+    started = time.monotonic()
+    result = run(node.connection, command, stdin=stdin, timeout=timeout)
+    log.debug("%s: %s -> %s in %.2fs", node.name, command[:80], result.exit_code, time.monotonic() - started)
+    return result
 
 
 def _manage(nodes: _Node | list[_Node], command: str, what: str, secrets: _Secrets,
@@ -620,7 +679,7 @@ def _manage(nodes: _Node | list[_Node], command: str, what: str, secrets: _Secre
 
 def _check(node: _Node, command: str, what: str, secrets: _Secrets | None = None) -> str:
     assert node.connection is not None
-    result = run(node.connection, command, timeout=60)
+    result = _run(node, command, timeout=60)
     if not result.ok:
         detail = _reason(result.stderr or result.stdout) or f"exit {result.exit_code}"
         if secrets is not None:
@@ -634,13 +693,14 @@ def release_node(machines: list[Machine], key_path: Path, name: str,
                  progress: Progress = NULL_PROGRESS) -> list[str]:
     """Prepare a Swarm node for `reset --hard` (call it just before `backend.replace`).
 
-    Best effort, never raises: the node is drained (its tasks move now, not after the heartbeat
-    timeout) and, if it is a manager, demoted, so that the cluster keeps its quorum and its
-    leader. If it is the only manager, another Ready node is promoted first: the cluster, its ID
-    and its services survive the replacement, and `converge_swarm` afterwards gives the roles
-    back. A node that does not answer (the usual reason for a hard reset) is left alone:
-    `converge_swarm` will remove its stale entry, or form a new cluster if it was the only manager.
-    Returns lines worth showing the trainer.
+    Best effort, never raises. A worker needs nothing (`converge_swarm` removes its stale entry
+    afterwards). A manager is demoted, so that the cluster keeps its quorum and its leader; if it
+    is the only manager, another Ready node is promoted first, so the cluster, its ID and its
+    services survive the replacement, and `converge_swarm` afterwards gives the roles back.
+    A node that does not answer (the usual reason for a hard reset) is left alone: converge will
+    remove its stale entry, or form a new cluster if it was the only manager (and say so).
+    Promoting a node that was demoted in the last minute or so takes Docker about 30 s (measured);
+    otherwise this takes 2-3 s. Returns lines worth showing the trainer.
     """
     secrets = _Secrets()
     nodes = [_Node(m) for m in swarm_machines(machines)]
@@ -668,9 +728,6 @@ def release_node(machines: list[Machine], key_path: Path, name: str,
         entry = by_id.get(target.local.node_id)
         if entry is None:
             return notes
-        if entry.availability != "drain":
-            _manage(control, f"docker node update --availability drain {entry.id} >/dev/null",
-                    f"draining {name}", secrets)
         if entry.role == "manager":
             others = [e for e in entries if e.id != entry.id and e.role == "manager" and e.reachability == "reachable"]
             if not others:
