@@ -121,9 +121,8 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
         before = {m.name for m in backend.machines() if m.running}
         estimate = getattr(backend, "estimate", None)  # only paid backends have one
         new_hosts = [h for h in hosts if h.name not in before]
-        if confirm is not None and estimate is not None and new_hosts:
-            if not confirm(estimate(len(hosts)).line()):
-                raise BadInput("nothing was created")
+        if confirm is not None and estimate is not None and new_hosts and not confirm(estimate(len(hosts)).line()):
+            raise BadInput("nothing was created")
         key = state.admin_key()
         now = datetime.now(timezone.utc)
         meta = state.meta()
