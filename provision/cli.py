@@ -379,7 +379,8 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except typer.TyperException as exc:  # click's usage errors: unknown option, 'abc' for a number
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        _error(message.splitlines()[0] if message else "invalid usage (see --help)")
+        line = message.splitlines()[0] if message else "invalid usage (see --help)"
+        _error(line.replace("Value error, ", ""))
         code = getattr(exc, "exit_code", ExitCode.BAD_INPUT) or ExitCode.BAD_INPUT
     except (typer.Abort, KeyboardInterrupt):
         _error("interrupted")

@@ -23,7 +23,7 @@ MAX_STUDENTS = 200
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 # A Docker image reference: [registry[:port]/]path[:tag][@digest], lowercase path components.
 IMAGE_RE = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"^(?:(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9.-]+:[0-9]+)/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
 TTL_RE = re.compile(r"^(\d+)\s*([mhd])$")
@@ -147,11 +147,6 @@ class ClassroomConfig(_Strict):
     def image_build_dir(self, image: ImageSpec) -> Path | None:
         return None if image.build is None else (self.base_dir / image.build).resolve()
 
-    @model_validator(mode="after")
-    def _ports_fit(self) -> ClassroomConfig:
-        if self.local.ssh_port_base + self.students + 100 + self.swarm.nodes > 65535:
-            raise ValueError("local.ssh_port_base is too high for that many hosts")
-        return self
 
 
 # Command-line option -> the field it overrides, so errors name what the trainer typed.

@@ -9,8 +9,17 @@ cloud backend share this code. `converge_swarm` is idempotent:
   hostname or address, another node ID: `Down` after a `reset --hard`) are removed;
 - exactly `managers` nodes (an odd number; swarm-1 … swarm-k) are managers;
 - only when no manager is left (the only manager was replaced, or it left the swarm) is a new
-  cluster formed on swarm-1, and the report says so. A manager that lost its quorum recovers
-  the cluster with `--force-new-cluster` (the cluster, its ID and its services are kept).
+  cluster formed on swarm-1, and the report says so. When more than half of the managers were
+  replaced at once, the survivor recovers the cluster with `--force-new-cluster` (its ID and
+  its services are kept).
+
+`release_node` is the step before a `reset --hard` of a node: it hands a manager's role over, so
+that replacing even the only manager keeps the cluster. `swarm_status` is what `status` shows.
+
+Networking, as measured on the local backend (Docker-in-Docker, Debian's 20.10): overlay
+networks work across nodes (VXLAN), and so do DNS round-robin (`endpoint_mode: dnsrr`) and
+`--publish mode=host`; the ingress routing mesh and service VIPs do not, for the kernel there
+has no IPVS (no ip_vs module in this VM's kernel). Cloud hosts (EC2, stock kernels) have IPVS.
 
 Join tokens are read over SSH into this process's memory and handed to the remote shell on the
 session's stdin (`read -r token`): they never appear in this tool's process arguments, its
@@ -111,6 +120,17 @@ class SwarmReport:
     def error_for(self, name: str) -> str | None:
         return next((n.error for n in self.nodes if n.name == name), None)
 
+    def apply_to(self, host_reports: list) -> None:
+        """Merge into `up`'s HostReports (anything with name, ok, error, changes): changes, failures."""
+        for host in host_reports:
+            node = next((n for n in self.nodes if n.name == host.name), None)
+            if node is None:
+                continue
+            host.changes.extend(node.changes)
+            if not node.ok:
+                host.ok = False
+                host.error = host.error or f"swarm: {node.error or 'not in the cluster'}"
+
     def as_json(self) -> dict:
         return asdict(self)
 
@@ -161,6 +181,19 @@ class SwarmStatus:
 
     def node(self, name: str) -> SwarmNodeStatus | None:
         return next((n for n in self.nodes if n.name == name), None)
+
+    def detail_for(self, name: str) -> str | None:
+        """Why that node's `swarm` check fails (None when it passes or is not a node)."""
+        node = self.node(name)
+        if node is None or self.checks[name]["swarm"]:
+            return None
+        if self.manager is None:
+            return "swarm: no manager reachable"
+        if node.in_cluster and node.status != "ready":
+            return f"swarm: node is {node.status}"
+        if node.role == "manager" and node.reachability != "reachable":
+            return f"swarm: manager is {node.reachability or 'unknown'}"
+        return f"swarm: {node.detail or node.state}"
 
     @property
     def summary(self) -> str:
@@ -293,7 +326,7 @@ def converge_swarm(machines: list[Machine], key_path: Path, managers: int = 1,
         return report
     wanted = desired_manager_count(managers, len(nodes))
     manager_names = {n.name for n in nodes[:wanted]}
-    progress.start("swarm", f"Forming the Swarm cluster ({len(nodes)} node(s))", total=len(nodes))
+    progress.start("swarm", f"Swarm cluster ({len(nodes)} node(s))", total=len(nodes))
     try:
         _open_and_inspect(nodes, key_path, secrets)
         try:
@@ -582,25 +615,38 @@ def _join(node: _Node, address: str, token: str, role: str, secrets: _Secrets) -
     node.report.changes.append(f"joined as {role}")
 
 
-def _wait_ready(control: _Node, nodes: list[_Node], manager_names: set[str]) -> list[_Entry]:
+def _wait_ready(control: _Node | list[_Node], nodes: list[_Node], manager_names: set[str]) -> list[_Entry]:
     """The node list once every one of `nodes` is Ready in its wanted role (or the timeout passed).
 
     A promotion is asynchronous: the node joins Raft a moment after `docker node promote` returns,
     and only answers manager commands (it holds the cluster's CA signer) a moment later still.
-    Until then it would not keep the cluster alive if the old manager went away.
+    Until then it would not keep the cluster alive if the old manager went away. `control` may be
+    a list: the first that answers gives the node list.
     """
+    controls = control if isinstance(control, list) else [control]
     deadline = time.monotonic() + READY_TIMEOUT
     wanted = {n.local.node_id: n.name in manager_names for n in nodes if n.local}
-    confirmed: set[str] = {control.name}
+    confirmed: set[str] = set()
     while True:
-        entries = _node_list(control)
+        entries, error = None, None
+        for candidate in controls:
+            try:
+                entries = _node_list(candidate)
+                confirmed.add(candidate.name)
+                break
+            except SwarmError as exc:
+                error = exc
+        if entries is None:
+            if time.monotonic() > deadline:
+                raise error or SwarmError("no manager answers")
+            time.sleep(0.25)
+            continue
         by_id = {e.id: e for e in entries}
         waiting = [i for i, manager in wanted.items() if not _settled(by_id.get(i), manager)]
-        settled = not waiting
         if waiting:
             log.debug("waiting for %s", [(by_id[i].hostname, by_id[i].state, by_id[i].role, by_id[i].reachability)
                                          if i in by_id else i for i in waiting])
-        if settled:
+        else:
             for node in nodes:
                 if node.name in manager_names and node.name not in confirmed and node.connection is not None \
                         and _run(node, "docker node ls -q >/dev/null", timeout=20).ok:
@@ -691,32 +737,39 @@ def _check(node: _Node, command: str, what: str, secrets: _Secrets | None = None
 # --- before a machine is replaced -----------------------------------------------------------------
 def release_node(machines: list[Machine], key_path: Path, name: str,
                  progress: Progress = NULL_PROGRESS) -> list[str]:
-    """Prepare a Swarm node for `reset --hard` (call it just before `backend.replace`).
+    """`release_nodes` for one node."""
+    return release_nodes(machines, key_path, [name], progress)
+
+
+def release_nodes(machines: list[Machine], key_path: Path, names: Iterable[str],
+                  progress: Progress = NULL_PROGRESS) -> list[str]:
+    """Prepare Swarm nodes for `reset --hard` (call it once, just before the `backend.replace`s).
 
     Best effort, never raises. A worker needs nothing (`converge_swarm` removes its stale entry
-    afterwards). A manager is demoted, so that the cluster keeps its quorum and its leader; if it
-    is the only manager, another Ready node is promoted first, so the cluster, its ID and its
-    services survive the replacement, and `converge_swarm` afterwards gives the roles back.
-    A node that does not answer (the usual reason for a hard reset) is left alone: converge will
-    remove its stale entry, or form a new cluster if it was the only manager (and say so).
-    Promoting a node that was demoted in the last minute or so takes Docker about 30 s (measured);
-    otherwise this takes 2-3 s. Returns lines worth showing the trainer.
+    afterwards). A manager is demoted, so that the cluster keeps its quorum and its leader; when
+    no manager outside `names` would be left, another Ready node (never one of `names`) is
+    promoted first, so the cluster, its ID and its services survive the replacement, and
+    `converge_swarm` afterwards gives the roles back. A node that does not answer (the usual
+    reason for a hard reset) is left alone: converge will remove its stale entry, or form a new
+    cluster if it was the only manager (and say so). Promoting a node that was demoted in the
+    last minute or so takes Docker about 30 s (measured); otherwise this takes 1-3 s.
+    Returns lines worth showing the trainer.
     """
     secrets = _Secrets()
     nodes = [_Node(m) for m in swarm_machines(machines)]
-    target = next((n for n in nodes if n.name == name), None)
-    if target is None or not target.machine.running:
+    leaving = [n for n in nodes if n.name in set(names) and n.machine.running]
+    if not leaving:
         return []
     notes: list[str] = []
-    progress.start("swarm-release", f"Handing over {name}'s Swarm role", total=None)
+    progress.start("swarm-release", f"Preparing {', '.join(n.name for n in leaving)} for replacement",
+                   total=None)
     try:
         _open_and_inspect(nodes, key_path, secrets, connect_seconds=STATUS_CONNECT_SECONDS)
-        if not target.usable or target.local is None or target.local.state != "active":
-            return notes
+        staying = [n for n in nodes if n not in leaving and n.usable and n.local]
         managers = [n for n in nodes if n.usable and n.local and n.local.state == "active" and n.local.control]
-        # Drive from another manager when there is one: the target may lose its role.
+        # Drive from a manager that stays one when there is one: the others are about to lose their role.
         control, entries = None, []
-        for node in sorted(managers, key=lambda n: n is target):
+        for node in sorted(managers, key=lambda n: n in leaving):
             try:
                 entries, control = _node_list(node), node
                 break
@@ -725,29 +778,32 @@ def release_node(machines: list[Machine], key_path: Path, name: str,
         if control is None:
             return notes
         by_id = {e.id: e for e in entries}
-        entry = by_id.get(target.local.node_id)
-        if entry is None:
+        outgoing = [by_id[n.local.node_id] for n in leaving
+                    if n.usable and n.local and n.local.node_id in by_id and by_id[n.local.node_id].role == "manager"]
+        if not outgoing:
             return notes
-        if entry.role == "manager":
-            others = [e for e in entries if e.id != entry.id and e.role == "manager" and e.reachability == "reachable"]
-            if not others:
-                helper = next((n for n in nodes if n is not target and n.usable and n.local
-                               and by_id.get(n.local.node_id) is not None
-                               and by_id[n.local.node_id].state == "ready"
-                               and by_id[n.local.node_id].availability == "active"), None)
-                if helper is None:
-                    return notes
-                _manage(control, f"docker node promote {helper.local.node_id} >/dev/null",
-                        f"promoting {helper.name}", secrets)
-                _wait_ready(control, [helper], {helper.name})
-                notes.append(f"{helper.name} stands in as the Swarm manager while {name} is replaced")
-                # The new manager may take a moment to accept commands; the target can demote itself.
-                control = helper
-            _manage([control, target], f"docker node demote {entry.id} >/dev/null", f"demoting {name}", secrets)
-            _wait_ready(control, [target], set())
+        kept = [n for n in staying if n.local.node_id in by_id and by_id[n.local.node_id].role == "manager"
+                and by_id[n.local.node_id].reachability == "reachable"]
+        if not kept:
+            helper = next((n for n in staying if n.local.node_id in by_id and by_id[n.local.node_id].state == "ready"
+                           and by_id[n.local.node_id].availability == "active"), None)
+            if helper is None:
+                return notes
+            _manage(control, f"docker node promote {helper.local.node_id} >/dev/null", f"promoting {helper.name}",
+                    secrets)
+            _wait_ready(control, [helper], {helper.name})
+            kept = [helper]
+            notes.append(f"{helper.name} stands in as the Swarm manager while "
+                         f"{', '.join(n.name for n in leaving)} {'is' if len(leaving) == 1 else 'are'} replaced")
+        # A fresh manager may take a moment to accept commands: the old control node can do it too.
+        drivers = [*kept, *([control] if control not in kept else [])]
+        for entry in outgoing:
+            _manage(drivers, f"docker node demote {entry.id} >/dev/null", f"demoting {entry.hostname}", secrets)
+        _wait_ready(drivers, [n for n in leaving if n.usable and n.local and n.local.node_id in
+                              {e.id for e in outgoing}], set())
         return notes
     except Exception as exc:  # best effort: converge_swarm repairs whatever is left
-        notes.append(secrets.scrub(f"could not hand over {name}'s Swarm role: {_reason(exc)}"))
+        notes.append(secrets.scrub(f"could not hand over the Swarm role: {_reason(exc)}"))
         return notes
     finally:
         for node in nodes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from rich.console import Console
@@ -15,7 +16,8 @@ from rich.progress import (
 )
 
 console = Console(stderr=True, highlight=False)  # progress and messages: stdout stays for data
-out = Console(highlight=False, soft_wrap=True)
+# Piped or captured output gets wide tables, not Rich's 80-column fallback with cut names.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 class RichProgress:

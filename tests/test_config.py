@@ -1,0 +1,167 @@
+"""The classroom file: DESIGN.md's example reads as written, options override it, paths are
+relative to the file, and every bad value is one `BadInput` line that names the field.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from provision.config import ClassroomConfig, load_config
+from provision.errors import BadInput, ExitCode
+
+DESIGN_EXAMPLE = """\
+name: docker-intro
+backend: local            # local | aws
+students: 30
+images:                   # preloaded on every host
+  - alpine:3.4
+  - nginx:1.10-alpine
+  - name: docker-intro/vote:1   # built from the course folder, then pushed
+    build: ./images/vote
+exercises: ./exercises    # a folder, copied to ~/exercises of every student (relative to this file)
+swarm:
+  nodes: 3                # 0: no Swarm cluster
+sheets:
+  lang: fr                # en | fr
+local:
+  public_host: 127.0.0.1  # the address printed on sheets
+  ssh_port_base: 2200     # student-01 -> 2201
+aws:
+  region: eu-west-3
+  instance_type: t3.small
+  allowed_cidr: 0.0.0.0/0
+ttl: 8h                   # cloud hosts power themselves off and terminate after this
+"""
+
+
+def write(folder: Path, text: str, name: str = "classroom.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_the_design_example_reads_as_written(tmp_path):
+    config = load_config(write(tmp_path, DESIGN_EXAMPLE))
+    assert config.name == "docker-intro" and config.backend == "local" and config.students == 30
+    assert [i.name for i in config.images] == ["alpine:3.4", "nginx:1.10-alpine", "docker-intro/vote:1"]
+    assert config.image_build_dir(config.images[2]) == (tmp_path / "images" / "vote").resolve()
+    assert config.image_build_dir(config.images[0]) is None
+    assert config.exercises_dir == (tmp_path / "exercises").resolve()
+    assert config.swarm.nodes == 3 and config.sheets.lang == "fr"
+    assert config.local.public_host == "127.0.0.1" and config.local.ssh_port_base == 2200
+    assert config.aws.region == "eu-west-3" and config.aws.instance_type == "t3.small"
+    assert config.ttl_delta == timedelta(hours=8)
+
+
+def test_the_design_example_checks_its_folders(tmp_path):
+    path = write(tmp_path, DESIGN_EXAMPLE)
+    with pytest.raises(BadInput, match=r"exercises: no such folder"):
+        load_config(path, check_paths=True)
+    (tmp_path / "exercises").mkdir()
+    with pytest.raises(BadInput, match=r"images\.2\.build: no Dockerfile in"):
+        load_config(path, check_paths=True)
+    (tmp_path / "images" / "vote").mkdir(parents=True)
+    (tmp_path / "images" / "vote" / "Dockerfile").write_text("FROM scratch\n")
+    assert load_config(path, check_paths=True).students == 30
+
+
+def test_the_example_course_is_valid_and_complete():
+    path = REPO / "examples" / "docker-intro" / "classroom.yaml"
+    config = load_config(path, check_paths=True)
+    assert config.name == "docker-intro" and config.students == 3
+    assert [i.name for i in config.images] == ["alpine:3.4", "nginx:1.10-alpine", "redis", "postgres", "debian:jessie"]
+    assert config.swarm.nodes == 3 and config.sheets.lang == "fr"
+    exercises = config.exercises_dir
+    assert (exercises / "02-dockerfile" / "web" / "Dockerfile").read_text().startswith("FROM debian:jessie\n")
+    compose = (exercises / "04-compose" / "docker-compose.yml").read_text()
+    assert 'version: "2"' in compose and "build: ./vote" in compose and '"5000:80"' in compose
+    assert (exercises / "04-compose" / "vote" / "Dockerfile").is_file()
+    chapters = sorted(p.parent.name for p in exercises.glob("*/README.md"))
+    assert len(chapters) >= 4
+    for chapter in chapters:
+        assert (exercises / chapter / "README.md").read_text(encoding="utf-8").lstrip().startswith("#")
+
+
+def test_defaults_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None)
+    assert config.name == "classroom" and config.backend == "local" and config.students == 3
+    assert config.images == [] and config.exercises is None
+    assert config.local.ssh_port_base == 2200 and config.sheets.lang == "en"
+    assert config.ttl == "8h"
+
+
+def test_the_default_file_is_read_from_the_current_folder(tmp_path, monkeypatch):
+    write(tmp_path, "name: here\nstudents: 4\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None)
+    assert (config.name, config.students) == ("here", 4)
+
+
+def test_an_empty_file_means_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")).name == "classroom"
+
+
+def test_options_override_the_file(tmp_path):
+    path = write(tmp_path, "name: course\nstudents: 4\nswarm:\n  nodes: 3\n  managers: 1\n")
+    config = load_config(path, {"--students": 12, "--swarm-nodes": 0, "--backend": "aws", "--name": "other"})
+    assert (config.students, config.swarm.nodes, config.backend, config.name) == (12, 0, "aws", "other")
+    assert config.swarm.managers == 1  # the rest of the section is kept
+    unchanged = load_config(path, {"--students": None, "--name": None})
+    assert (unchanged.students, unchanged.name) == (4, "course")
+
+
+def test_an_override_error_names_the_option_not_the_field(tmp_path):
+    path = write(tmp_path, "name: course\n")
+    with pytest.raises(BadInput) as caught:
+        load_config(path, {"--swarm-nodes": 12})
+    assert caught.value.message == "--swarm-nodes: must be at most 9 (got 12)"
+    assert caught.value.exit_code == ExitCode.BAD_INPUT
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("students: 0\n", "students: must be at least 1 (got 0)"),
+    ("students: 3.5\n", "students: must be a whole number"),
+    ("backend: gcp\n", "backend: must be 'local' or 'aws' (got 'gcp')"),
+    ("images: alpine\n", "images: must be a valid list (got 'alpine')"),
+    ("images:\n  - name: alpine\n    pull: always\n", "images.0.pull: unknown setting"),
+    ("swarm:\n  nodes: 3\n  managers: 2\n", "swarm: managers must be an odd number, at most nodes (3)"),
+    ("swarm: 3\n", "swarm: must be a valid dictionary or instance of SwarmConfig (got 3)"),
+    ("local:\n  public_host: 'a b'\n", "local.public_host: 'a b' is not a host name or address"),
+    ("local:\n  ssh_port_base: 70000\n", "local.ssh_port_base: must be at most 60000 (got 70000)"),
+    ("ttl: 8 hours\n", "ttl: '8 hours' is not a duration like 90m, 8h or 2d"),
+    ("name: ''\n", "name: '' is not a valid classroom name (lowercase letters, digits and '-', at most 40)"),
+    ("name: " + "a" * 41 + "\n", "name: '" + "a" * 41 + "' is not a valid classroom name "
+                                 "(lowercase letters, digits and '-', at most 40)"),
+])
+def test_a_bad_value_is_one_line_naming_the_field(tmp_path, text, message):
+    path = write(tmp_path, text, "c.yaml")
+    with pytest.raises(BadInput) as caught:
+        load_config(path)
+    assert caught.value.message.startswith(f"{path}: {message}")
+    assert "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize("ttl,delta", [("90m", timedelta(minutes=90)), ("8h", timedelta(hours=8)),
+                                       ("2d", timedelta(days=2)), (" 3h ", timedelta(hours=3))])
+def test_ttl_durations(ttl, delta):
+    assert ClassroomConfig(ttl=ttl).ttl_delta == delta
+
+
+@pytest.mark.parametrize("image", ["alpine", "alpine:3.4", "nginx:1.10-alpine", "docker-intro/vote:1",
+                                   "localhost:5000/course/web:1.0.0", "registry.example.com/a/b_c:latest",
+                                   "redis@sha256:" + "0" * 64])
+def test_valid_image_names(image):
+    assert ClassroomConfig(images=[image]).images[0].name == image
+
+
+@pytest.mark.parametrize("image", ["Alpine", "alpine:", "a b", "-alpine", "alpine:3.4:5", "course/Web:1"])
+def test_invalid_image_names(image, tmp_path):
+    with pytest.raises(BadInput, match=r"images\.0\.name: .* is not a valid image name"):
+        load_config(write(tmp_path, f"images:\n  - {image!r}\n"))
+
