@@ -138,6 +138,10 @@ def _render_up(result, out, console) -> None:
         out.print(f"Access sheets: {result.sheets_dir / 'index.html'} (print it), Markdown beside it.")
     if result.expires_at:
         out.print(f"Expires: {result.expires_at:%Y-%m-%d %H:%M} UTC.")
+    swarm = result.swarm
+    if swarm is not None and swarm.nodes:
+        out.print(f"Swarm: cluster {str(swarm.cluster_id or '?')[:12]}, manager {swarm.manager or '?'}, "
+                  f"{sum(1 for n in swarm.nodes if n.ok)}/{len(swarm.nodes)} node(s) ok.")
     if result.failed:
         names = ", ".join(h.name for h in result.failed)
         console.print(f"[red]{len(result.failed)} host(s) not ready: {names}[/]. "
@@ -177,6 +181,8 @@ def status(
         out.print(table)
         ready = len(result.hosts) - len(result.not_ready)
         out.print(f"{ready}/{len(result.hosts)} host(s) ready.")
+        if result.swarm is not None and result.swarm.nodes:
+            out.print(result.swarm.summary)
     if result.not_ready:
         raise typer.Exit(ExitCode.PARTIAL)
 

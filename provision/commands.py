@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .backends import get_backend
 from .backends.base import Backend, Leftover, Machine
@@ -17,6 +18,9 @@ from .errors import BadInput
 from .progress import NULL_PROGRESS, Progress
 from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
 from .state import ClassroomState
+
+if TYPE_CHECKING:
+    from .swarm import SwarmReport, SwarmStatus
 
 
 @dataclass
@@ -102,6 +106,7 @@ class UpResult:
     sheets: list[Path]
     sheets_dir: Path | None
     expires_at: datetime | None
+    swarm: SwarmReport | None = None
 
     @property
     def failed(self) -> list[HostReport]:
@@ -112,6 +117,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
     """Create or converge the classroom. `confirm(cost line)` is asked before paid hosts are
     created (cloud backends only); None means go ahead."""
     from .provisioning import prepare_course, provision_hosts
+    from .swarm import converge_swarm
 
     config, state = room.config, room.state
     hosts = plan_hosts(config)
@@ -138,11 +144,13 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
         course = prepare_course(room)  # a missing image fails here, before any host exists
         machines = backend.ensure(hosts, key.public_line, room.progress)
         reports = provision_hosts(room, machines, passwords, key.private_path, course)
+        swarm = converge_swarm(machines, key.private_path, config.swarm.managers, room.progress)
+        swarm.apply_to(reports)
         entries = room.roster(machines)
         sheet_files, sheets_dir = render_sheets(room, entries, machines)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
                                                                 key=_order(hosts)),
-                    sheet_files, sheets_dir, room.expires_at())
+                    sheet_files, sheets_dir, room.expires_at(), swarm)
 
 
 def _order(hosts: list[HostSpec]):
@@ -200,6 +208,7 @@ class StatusResult:
     backend: str
     hosts: list[HostStatus]
     exists: bool
+    swarm: SwarmStatus | None = None
 
     @property
     def not_ready(self) -> list[HostStatus]:
@@ -210,14 +219,23 @@ class StatusResult:
 
 
 def status(room: Classroom) -> StatusResult:
+    from concurrent.futures import ThreadPoolExecutor
+
     from .checks import check_hosts
+    from .swarm import swarm_status
 
     machines = room.backend.machines()
     exists = bool(machines) or room.state.exists
     by_name = {m.name: m for m in machines}
     planned = room.planned_hosts() if exists else []
     passwords = room.state.known_passwords()
-    checked = check_hosts(room, [by_name[h.name] for h in planned if h.name in by_name], passwords)
+    present = [by_name[h.name] for h in planned if h.name in by_name]
+    swarm = None
+    with ThreadPoolExecutor(1) as pool:  # the Swarm view (admin) while the students' checks run
+        nodes = [m for m in present if m.role != "student" and m.running]
+        future = pool.submit(swarm_status, nodes, room.state.admin_key().private_path) if nodes else None
+        checked = check_hosts(room, present, passwords)
+        swarm = future.result() if future else None
     hosts = []
     for spec in planned + [m for m in machines if m.name not in {h.name for h in planned}]:
         machine = by_name.get(spec.name)
@@ -225,11 +243,14 @@ def status(room: Classroom) -> StatusResult:
             hosts.append(HostStatus(spec.name, spec.role, spec.student, None, None, "missing", {}))
             continue
         checks, detail = checked.get(machine.name, ({}, None))
+        if swarm is not None and machine.name in swarm.checks:
+            checks = {**checks, **swarm.checks[machine.name]}
+            detail = detail or swarm.detail_for(machine.name)
         state = machine.state if not machine.running else ("ready" if checks and all(checks.values())
                                                             else "failed")
         hosts.append(HostStatus(machine.name, machine.role, machine.student, machine.public_host,
                                 machine.public_port, state, checks, detail))
-    return StatusResult(room.name, room.backend_name, hosts, exists)
+    return StatusResult(room.name, room.backend_name, hosts, exists, swarm)
 
 
 # --- down ------------------------------------------------------------------------------------------
@@ -285,6 +306,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
     from .checks import check_host
     from .provisioning import prepare_course, provision_host
     from .reset import wipe_student
+    from .swarm import converge_swarm, release_nodes
     from .ssh import admin_connection, in_parallel, open_with_retry
 
     specs = resolve_targets(room, targets)
@@ -296,6 +318,9 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         passwords = room.state.known_passwords()
         course = prepare_course(room, rebuild=False)
         machines = {m.name: m for m in backend.machines()}
+        swarm_specs = [spec for spec in specs if spec.is_swarm]
+        if swarm_specs:  # hard only (refused above otherwise): hand managers' roles over first
+            release_nodes(list(machines.values()), key.private_path, [s.name for s in swarm_specs], room.progress)
         room.progress.start("reset", f"{'Replacing' if hard else 'Resetting'} {len(specs)} host(s)",
                             total=len(specs))
 
@@ -320,9 +345,12 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         outcomes = in_parallel(specs, reset_one,
                                on_done=lambda s, _r, _e: room.progress.advance("reset", detail=s.name))
         room.progress.finish("reset")
-    reports = []
-    for spec, report, error in outcomes:
-        reports.append(report or ResetReport(spec.name, hard, False, 0.0, _one_line(error)))
+        reports = []
+        for spec, report, error in outcomes:
+            reports.append(report or ResetReport(spec.name, hard, False, 0.0, _one_line(error)))
+        if swarm_specs:
+            converge_swarm(backend.machines(), key.private_path, room.config.swarm.managers,
+                           room.progress).apply_to(reports)
     return reports
 
 

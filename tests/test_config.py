@@ -74,7 +74,10 @@ def test_the_example_course_is_valid_and_complete():
     path = REPO / "examples" / "docker-intro" / "classroom.yaml"
     config = load_config(path, check_paths=True)
     assert config.name == "docker-intro" and config.students == 3
-    assert [i.name for i in config.images] == ["alpine:3.4", "nginx:1.10-alpine", "redis", "postgres", "debian:jessie"]
+    assert [i.name for i in config.images] == ["alpine:3.4", "nginx:1.10-alpine", "redis", "postgres", "debian:jessie",
+                                               "docker-intro/vote:1"]
+    vote = config.images[-1]
+    assert (config.image_build_dir(vote) / "Dockerfile").read_text().count("FROM debian:bookworm-slim") == 1
     assert config.swarm.nodes == 3 and config.sheets.lang == "fr"
     exercises = config.exercises_dir
     assert (exercises / "02-dockerfile" / "web" / "Dockerfile").read_text().startswith("FROM debian:jessie\n")
@@ -85,6 +88,13 @@ def test_the_example_course_is_valid_and_complete():
     assert len(chapters) >= 4
     for chapter in chapters:
         assert (exercises / chapter / "README.md").read_text(encoding="utf-8").lstrip().startswith("#")
+
+
+def test_the_offline_example_builds_every_image_from_the_course():
+    config = load_config(REPO / "examples" / "docker-intro" / "classroom.offline.yaml", check_paths=True)
+    assert config.images and all(image.build is not None for image in config.images)
+    for image in config.images:  # all on the base image that scripts/setup-engine.sh makes offline
+        assert "FROM debian:bookworm-slim" in (config.image_build_dir(image) / "Dockerfile").read_text()
 
 
 def test_defaults_without_a_file(tmp_path, monkeypatch):
