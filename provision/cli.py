@@ -104,6 +104,10 @@ def up(
 
     room = _room(ctx, check_paths=True, **{"--students": students, "--swarm-nodes": swarm_nodes,
                                            "--backend": backend.value if backend else None})
+    created_on = room.state.meta().get("backend")
+    if backend is not None and created_on and created_on != backend.value:
+        raise BadInput(f"--backend: classroom {room.name!r} runs on {created_on}: "
+                       f"run `classroom down` before creating it on {backend.value}")
 
     def confirm(cost_line: str) -> bool:
         if not sys.stdin.isatty():

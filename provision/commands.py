@@ -46,6 +46,12 @@ class Classroom:
         return self.state.meta().get("backend") or self.config.backend
 
     @property
+    def preload_strategy(self) -> str:
+        """push or pull: the file's choice, else the default of the backend the classroom runs on
+        (`push` on local; `pull` on aws, so a cloud classroom never needs the trainer's engine)."""
+        return self.config.preload.strategy or ("push" if self.backend_name == "local" else "pull")
+
+    @property
     def backend(self) -> Backend:
         if self._backend is None:
             self._backend = get_backend(self.backend_name, self.config, self.state)
@@ -116,7 +122,7 @@ class UpResult:
 def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResult:
     """Create or converge the classroom. `confirm(cost line)` is asked before paid hosts are
     created (cloud backends only); None means go ahead."""
-    from .provisioning import prepare_course, provision_hosts
+    from .provisioning import check_course, prepare_course, provision_hosts
     from .swarm import converge_swarm
 
     config, state = room.config, room.state
@@ -124,6 +130,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
     with state.lock("up"):
         backend = room.backend
         backend.preflight(hosts)
+        check_course(room)
         before = {m.name for m in backend.machines() if m.running}
         estimate = getattr(backend, "estimate", None)  # only paid backends have one
         new_hosts = [h for h in hosts if h.name not in before]
@@ -266,7 +273,8 @@ def down(room: Classroom) -> DownResult:
     backend = room.backend
     with room.state.lock("down"):
         existed = bool(backend.leftovers()) or room.state.exists
-        removed = backend.destroy(room.progress)
+        # Nothing of it anywhere: nothing to destroy (and no engine needed, e.g. no `pulumi`).
+        removed = backend.destroy(room.progress) if existed else []
         left = backend.leftovers()
         if not left:
             room.state.remove()

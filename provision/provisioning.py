@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .accounts import ensure_accounts
 from .backends.base import Backend, Machine
+from .errors import BadInput
 from .exercises import ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
@@ -42,13 +43,28 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
     from .images import CourseImage, prepare_images
 
     config = room.config
-    if config.preload_strategy == "push":
+    strategy = room.preload_strategy
+    if strategy == "push":
         images = prepare_images(config, room.progress, rebuild=rebuild)
-    else:
+    else:  # each host pulls: the trainer's engine is never asked
         images = [CourseImage(image.name, "-", None) for image in config.images]
     folder = config.exercises_dir
     pack = pack_exercises(folder) if folder is not None else None
-    return Course(images, pack, config.preload_strategy)
+    return Course(images, pack, strategy)
+
+
+def check_course(room: Classroom) -> None:
+    """Refuse a course its preload strategy cannot deliver, before any host is created: with
+    `pull` each host pulls from a registry, so an image built from the course folder would fail
+    on every host."""
+    if room.preload_strategy != "pull":
+        return
+    for index, image in enumerate(room.config.images):
+        if image.build is not None:
+            raise BadInput(f"images.{index}: {image.name} is built from {image.build}, but hosts on "
+                           f"{room.backend_name} pull their images: set `preload: {{strategy: push}}` in the "
+                           "classroom file (your Docker engine builds it and sends it over SSH), or push it "
+                           "to a registry and remove its `build`")
 
 
 def accounts_for(machine: Machine, passwords: dict[str, str]) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
 
@@ -13,13 +13,18 @@ if TYPE_CHECKING:
 
 BACKENDS = ("local", "aws")
 
+# Extra keyword arguments for a backend's constructor, by backend name. Always empty in real
+# runs; tests that drive the whole CLI in-process put their stand-ins here (for aws: the Pulumi
+# engine, boto3's clients), since the CLI makes its backend itself.
+BACKEND_OPTIONS: dict[str, dict[str, Any]] = {}
+
 
 def get_backend(name: str, config: ClassroomConfig, state: ClassroomState) -> Backend:
     """The backend called `name`; its library (Docker SDK, Pulumi) is imported only here."""
     if name == "local":
         from .local import LocalBackend
 
-        return LocalBackend(config, state)
+        return LocalBackend(config, state, **BACKEND_OPTIONS.get("local", {}))
     if name == "aws":
         try:
             from .aws import AwsBackend
@@ -27,5 +32,5 @@ def get_backend(name: str, config: ClassroomConfig, state: ClassroomState) -> Ba
             raise BadInput(
                 f"the aws backend needs extra packages ({exc.name}): pip install 'classroom[aws]'"
             ) from None
-        return AwsBackend(config, state)
+        return AwsBackend(config, state, **BACKEND_OPTIONS.get("aws", {}))
     raise BadInput(f"--backend: unknown backend {name!r} (choose from {', '.join(BACKENDS)})")

@@ -330,6 +330,8 @@ class AwsBackend(Backend):
                         expires_at=spec.expires_at_text, ami=spec.ami,
                         availability_zone=spec.availability_zone, instance_type=spec.instance_type,
                         disk_gb=spec.disk_gb, started_at=self._meta().get("started_at") or now.isoformat())
+        # What the sheets and `up` print: when these hosts power off (a new period after expiry).
+        self.state.update_meta(expires_at=spec.expires_at.isoformat(timespec="seconds"))
 
         stack = self._stack(create=True)
         events = EngineEvents(progress, "aws")

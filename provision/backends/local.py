@@ -34,7 +34,7 @@ MANAGED = {"classroom.managed-by": "classroom"}
 HOST_IMAGE_REPO = "classroom-host"
 BASE_IMAGE = "debian:bookworm-slim"
 SWARM_PORT_OFFSET = 100  # swarm-1 -> ssh_port_base + 101: clear of up to 100 students
-PARALLEL = 8  # container creation is engine-bound; more threads only queue at the daemon
+PARALLEL = 16  # creating 30 hosts: 21.9 s with 16 threads, 22.9 s with 8 (the engine serialises part of it)
 
 
 def host_image_dir() -> Path:
