@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, floor_seconds  # noqa: E402  (REPO also puts the package on sys.path)
+from common import REPO, floor_seconds, remove_by_label  # noqa: E402  (REPO also puts the package on sys.path)
 
 import docker  # noqa: E402
 import docker.errors  # noqa: E402
@@ -69,16 +69,6 @@ def ports_free(ports) -> bool:
             except OSError:
                 return False
     return True
-
-
-def cleanup_classroom(client: docker.DockerClient, name: str) -> None:
-    label = {"label": f"classroom.name={name}"}
-    for container in client.containers.list(all=True, filters=label):
-        container.remove(force=True, v=True)
-    for volume in client.volumes.list(filters=label):
-        volume.remove(force=True)
-    for network in client.networks.list(filters=label):
-        network.remove()
 
 
 # --- the classroom ---------------------------------------------------------------------------------
@@ -117,7 +107,7 @@ def bench_size(client, image: str, count: int, port_base: int, home: Path, env: 
         check(done, f"down of {count}")
     finally:
         subprocess.run([*cli, "down", "--yes"], env=env, cwd=folder, capture_output=True, stdin=subprocess.DEVNULL)
-        cleanup_classroom(client, name)
+        remove_by_label(name)
     figures["up_ratio"] = figures["up"] / figures["floor"]
     return figures
 

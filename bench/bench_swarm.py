@@ -28,10 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import docker  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import remove_by_label  # noqa: E402  (also puts the package on sys.path)
 
 from provision.backends.local import SWARM_PORT_OFFSET  # noqa: E402
 from provision.commands import Classroom, down, up  # noqa: E402
@@ -55,17 +53,6 @@ def free_base(count: int, low: int = 45000, high: int = 60000) -> int:
         if ok:
             return base
     raise SystemExit(f"no {count} free ports between {low} and {high}")
-
-
-def cleanup(name: str) -> None:
-    client = docker.from_env()
-    label = {"label": f"classroom.name={name}"}
-    for container in client.containers.list(all=True, filters=label):
-        container.remove(force=True, v=True)
-    for volume in client.volumes.list(filters=label):
-        volume.remove(force=True)
-    for network in client.networks.list(filters=label):
-        network.remove()
 
 
 def bench(nodes: int, managers: int, folder: Path) -> dict[str, float]:
@@ -107,7 +94,7 @@ def bench(nodes: int, managers: int, folder: Path) -> dict[str, float]:
         try:
             down(room)
         finally:
-            cleanup(name)
+            remove_by_label(name)
 
 
 def main() -> None:

@@ -59,3 +59,13 @@ def floor_seconds(count: int, port_base: int, home: Path) -> float:
 def row(label: str, seconds: float, floor: float | None = None, target: str = "") -> str:
     ratio = f"{seconds / floor:4.2f} x floor" if floor else ""
     return f"{label:<38} {seconds:7.2f} s  {ratio:<14} {target}"
+
+
+def remove_by_label(name: str) -> None:
+    """Last-resort cleanup of a benchmark classroom: the backend's own destroy, by its label."""
+    from provision.backends.local import LocalBackend
+    from provision.config import ClassroomConfig
+    from provision.state import ClassroomState
+
+    config = ClassroomConfig.model_validate({"name": name})
+    LocalBackend(config, ClassroomState(name)).destroy()

@@ -6,6 +6,7 @@ Hub's anonymous pull limit (100 pulls per 6 hours per address, shared by all loc
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,12 +79,38 @@ def prepare_images(config: ClassroomConfig, progress: Progress = NULL_PROGRESS,
     return prepared
 
 
+CONTEXT_LABEL = "classroom.context"
+
+
+def context_digest(folder: Path) -> str:
+    """A digest of a build folder (names, modes, bytes): an unchanged folder is not rebuilt.
+
+    Rebuilding even from cache re-sends the whole context to the engine (50 MB for two course
+    images): that alone made a second `up` of a ready classroom take seconds.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_mode & 0o777}\0".encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def _build(client, name: str, folder: Path, index: int, progress: Progress):
     import docker.errors
 
+    context = context_digest(folder)
+    try:
+        existing = client.images.get(name)
+        if (existing.labels or {}).get(CONTEXT_LABEL) == context:
+            return existing
+    except docker.errors.ImageNotFound:
+        pass
     progress.advance("images", 0, detail=f"building {name}")
     try:
-        image, _logs = client.images.build(path=str(folder), tag=name, rm=True, forcerm=True, pull=False)
+        image, _logs = client.images.build(path=str(folder), tag=name, rm=True, forcerm=True, pull=False,
+                                           labels={CONTEXT_LABEL: context})
     except docker.errors.BuildError as exc:
         last = next((c.get("error") or c.get("stream") for c in reversed(list(exc.build_log))
                      if c.get("error") or (c.get("stream") or "").strip()), str(exc))

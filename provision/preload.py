@@ -24,17 +24,17 @@ IMAGES_FILE = f"{STATE_DIR}/images"  # "name id" per course image: what status a
 UPLOAD_DIR = "/var/tmp/classroom"
 
 
-def image_ids(connection: Connection, names: list[str]) -> dict[str, str | None]:
-    """The ID of each named image on the host (None where it is missing)."""
-    if not names:
-        return {}
-    script = "for n in " + " ".join(shlex.quote(n) for n in names) + "; do " \
-        "printf '%s %s\\n' \"$n\" \"$(docker image inspect --format '{{.Id}}' \"$n\" 2>/dev/null || echo -)\"; done"
-    found = {}
-    for line in check(connection, script, what="listing images").splitlines():
-        name, _, image_id = line.rpartition(" ")
-        found[name] = None if image_id == "-" else image_id
-    return found
+# One engine call for all images, plus what the host recorded last time: a ready host answers
+# in one round trip (each `docker` invocation costs ~40 ms of CPU on the host).
+LIST_SCRIPT = (f"docker image ls --no-trunc --format '{{{{.Repository}}}}:{{{{.Tag}}}} {{{{.ID}}}}' "
+               f"&& echo '--' && cat {IMAGES_FILE} 2>/dev/null || true")
+
+
+def image_ids(connection: Connection, names: list[str]) -> tuple[dict[str, str | None], str]:
+    """The ID of each named image on the host (None where missing), and the recorded list."""
+    listing, _, recorded = check(connection, LIST_SCRIPT, what="listing images").partition("--\n")
+    on_host = dict(line.rsplit(" ", 1) for line in listing.splitlines() if " " in line)
+    return {name: on_host.get(name) for name in names}, recorded
 
 
 def send_file(connection: Connection, backend: Backend, machine: Machine, local, remote_path: str) -> None:
@@ -48,7 +48,7 @@ def send_file(connection: Connection, backend: Backend, machine: Machine, local,
 def push_images(connection: Connection, backend: Backend, machine: Machine,
                 images: list[CourseImage]) -> list[str]:
     """Load every missing or outdated course image; returns the names loaded."""
-    have = image_ids(connection, [i.name for i in images])
+    have, recorded = image_ids(connection, [i.name for i in images])
     loaded = []
     for image in images:
         if have.get(image.name) == image.image_id:
@@ -59,31 +59,38 @@ def push_images(connection: Connection, backend: Backend, machine: Machine,
               what=f"loading {image.name}", timeout=600)
         loaded.append(image.name)
     if loaded:
-        after = image_ids(connection, [i.name for i in images])
+        after, _ = image_ids(connection, [i.name for i in images])
         wrong = [i.name for i in images if after.get(i.name) != i.image_id]
         if wrong:
             raise RemoteError(f"images not loaded as expected: {', '.join(wrong)}")
-    record_images(connection, images)
+    if loaded or recorded != images_text(images):
+        record_images(connection, images)
     return loaded
 
 
 def pull_images(connection: Connection, images: list[CourseImage]) -> list[str]:
     """Each host pulls for itself (cloud hosts have their own addresses and bandwidth)."""
-    have = image_ids(connection, [i.name for i in images])
+    have, recorded = image_ids(connection, [i.name for i in images])
     pulled = []
     for image in images:
         if have.get(image.name):
             continue
         check(connection, f"docker pull -q {shlex.quote(image.name)}", what=f"pulling {image.name}", timeout=900)
         pulled.append(image.name)
-    after = image_ids(connection, [i.name for i in images])
-    record_images(connection, [CourseImage(i.name, after.get(i.name) or "-", None) for i in images])
+    after = image_ids(connection, [i.name for i in images])[0] if pulled else have
+    expected = [CourseImage(i.name, after.get(i.name) or "-", None) for i in images]
+    if recorded != images_text(expected):
+        record_images(connection, expected)
     return pulled
+
+
+def images_text(images: list[CourseImage]) -> str:
+    return "".join(f"{i.name} {i.image_id}\n" for i in images)
 
 
 def record_images(connection: Connection, images: list[CourseImage]) -> None:
     """Write what the course expects, world-readable: status checks it as the student."""
-    lines = "".join(f"{i.name} {i.image_id}\n" for i in images)
+    lines = images_text(images)
     check(connection, f"mkdir -p {STATE_DIR} && chmod 755 {STATE_DIR} && cat > {IMAGES_FILE}.new "
                       f"&& chmod 644 {IMAGES_FILE}.new && mv {IMAGES_FILE}.new {IMAGES_FILE}",
           stdin=lines, what="recording images")

@@ -40,14 +40,14 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
     `rebuild=False` (reset) reuses a course image already built rather than building it again.
     """
     from .exercises import pack_exercises
-    from .images import CourseImage, prepare_images
+    from .images import CourseImage, prepare_images, reference
 
     config = room.config
     strategy = room.preload_strategy
     if strategy == "push":
         images = prepare_images(config, room.progress, rebuild=rebuild)
     else:  # each host pulls: the trainer's engine is never asked
-        images = [CourseImage(image.name, "-", None) for image in config.images]
+        images = [CourseImage(reference(image.name), "-", None) for image in config.images]
     folder = config.exercises_dir
     pack = pack_exercises(folder) if folder is not None else None
     return Course(images, pack, strategy)

@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import tarfile
@@ -145,13 +144,9 @@ def unique_name(prefix: str = "t") -> str:
 
 
 def port_free(port: int, address: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-            return True
-        except OSError:
-            return False
+    from provision.backends.local import port_free as probe
+
+    return probe(address, port)
 
 
 def free_port_base(count: int, low: int = 30000, high: int = 39000) -> int:

@@ -149,7 +149,7 @@ class LocalBackend(Backend):
             if spec.name in ours:
                 continue
             port = self.port_of(spec)
-            if not _port_free(self.bind_address, port):
+            if not port_free(self.bind_address, port):
                 raise BadInput(
                     f"port {port} (for {spec.name}) is already in use on this machine: "
                     "set local.ssh_port_base to a free range (another classroom may use this one)"
@@ -340,7 +340,8 @@ class LocalBackend(Backend):
             raise
 
 
-def _port_free(address: str, port: int) -> bool:
+def port_free(address: str, port: int) -> bool:
+    """Whether nothing listens on address:port (the engine's proxy binds published ports)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
