@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -202,6 +203,7 @@ class AwsBackend(Backend):
         self._ami_parameter = ami_parameter
         self._extra_config = dict(extra_config or {})
         self._now = now or (lambda: datetime.now(timezone.utc))
+        self._engine_lock = threading.Lock()
         self.preflight_result: aws_preflight.PreflightResult | None = None
 
     # --- places and settings -----------------------------------------------------------------
@@ -386,19 +388,22 @@ class AwsBackend(Backend):
         if host.name not in known:
             raise BadInput(f"{host.name} is not a host of classroom {self.config.name} on AWS "
                            "(run `classroom up` first)")
-        try:
-            stack = self._stack(create=False)
-        except auto.StackNotFoundError:
-            raise BadInput(f"classroom {self.config.name} has no AWS stack: run `classroom up` first") from None
-        urn = instance_urn(self.stack_name, host.name)
-        events = EngineEvents(progress, "aws-replace")
-        progress.start("aws-replace", f"AWS: replacing {host.name}", total=1)
-        try:
-            result = stack.up(replace=[urn], target=[urn], color="never", on_event=events)
-        except auto.CommandError as exc:
-            raise self._failure(f"up --replace {host.name}", exc, events) from None
-        finally:
-            progress.finish("aws-replace")
+        # `reset --hard` replaces hosts from parallel threads, but the engine takes one update of a
+        # stack at a time (a second one fails: "the stack is currently locked"): they take turns.
+        with self._engine_lock:
+            try:
+                stack = self._stack(create=False)
+            except auto.StackNotFoundError:
+                raise BadInput(f"classroom {self.config.name} has no AWS stack: run `classroom up` first") from None
+            urn = instance_urn(self.stack_name, host.name)
+            events = EngineEvents(progress, "aws-replace")
+            progress.start("aws-replace", f"AWS: replacing {host.name}", total=1)
+            try:
+                result = stack.up(replace=[urn], target=[urn], color="never", on_event=events)
+            except auto.CommandError as exc:
+                raise self._failure(f"up --replace {host.name}", exc, events) from None
+            finally:
+                progress.finish("aws-replace")
         for machine in self._machines_from_outputs(result.outputs):
             if machine.name == host.name:
                 return machine
