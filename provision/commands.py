@@ -151,6 +151,10 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
         course = prepare_course(room)  # a missing image fails here, before any host exists
         machines = backend.ensure(hosts, key.public_line, room.progress)
         reports = provision_hosts(room, machines, passwords, key.private_path, course)
+        present = {m.name for m in machines}
+        reports += [HostReport(h.name, h.role, "-", 0, ok=False,
+                               error=backend.failures.get(h.name, "the machine was not created"))
+                    for h in hosts if h.name not in present]
         swarm = converge_swarm(machines, key.private_path, config.swarm.managers, room.progress)
         swarm.apply_to(reports)
         entries = room.roster(machines)

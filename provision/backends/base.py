@@ -43,6 +43,8 @@ class Backend(ABC):
     """Creates, lists, replaces and destroys one classroom's machines."""
 
     name: str = "?"
+    # Hosts the last `ensure` could not create or start, with the reason: the others go on.
+    failures: dict[str, str] = {}
 
     @abstractmethod
     def preflight(self, hosts: list[HostSpec]) -> None:

@@ -175,9 +175,8 @@ class LocalBackend(Backend):
         with ThreadPoolExecutor(PARALLEL) as pool:
             errors = [f.exception() for f in [pool.submit(bring_up, s) for s in todo]]
         progress.finish("hosts")
-        failed = [e for e in errors if e is not None]
-        if failed:
-            raise ClassroomError(f"could not start {len(failed)} host(s): {_short(failed[0])}")
+        # One host that cannot start never stops the others: it is reported, and `up` exits 3.
+        self.failures = {spec.name: _short(error) for spec, error in zip(todo, errors, strict=True) if error is not None}
         wanted = {spec.name for spec in hosts}
         return [m for m in self.machines() if m.name in wanted]
 
