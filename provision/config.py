@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -75,18 +76,62 @@ class LocalConfig(_Strict):
         return value
 
 
+def mirror_url(value: str | None) -> str | None:
+    """A Docker Hub mirror as dockerd accepts it in `registry-mirrors`: http(s)://host[:port],
+    no path, query or credentials (dockerd refuses to start otherwise, on every host)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        url = urlsplit(text)
+        valid = (url.scheme in ("http", "https") and bool(url.hostname) and url.path in ("", "/")
+                 and not (url.query or url.fragment or "@" in url.netloc)
+                 and (url.port is None or url.port > 0)  # .port raises on a bad one
+                 and not any(c.isspace() for c in text))
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(f"{text!r} is not a registry mirror URL like http://mirror.lan:5000 "
+                         "(http or https, a host, an optional port, nothing after)")
+    return text.rstrip("/")
+
+
+def docker_daemon_config(mirror: str) -> dict[str, Any]:
+    """The hosts' /etc/docker/daemon.json for a mirror. An http mirror is also listed as an
+    insecure registry, so that `docker pull host:port/image` straight from it works too."""
+    config: dict[str, Any] = {"registry-mirrors": [mirror]}
+    url = urlsplit(mirror)
+    if url.scheme == "http":
+        config["insecure-registries"] = [url.netloc]
+    return config
+
+
 class PreloadConfig(_Strict):
     # push: the instructor's engine sends its images (default on local); pull: each host pulls
-    # for itself, through aws.registry_mirror when set (default on aws).
+    # for itself (default on aws).
     strategy: Literal["push", "pull"] | None = None
     parallel: Annotated[int, Field(ge=1, le=64)] = 16
+    # Docker Hub pull-through mirror, written into each new host's daemon.json (any strategy, any
+    # backend: students' own pulls use it too). Hosts made before a change keep their old setting
+    # until they are replaced (`reset --hard`) or the classroom is made anew.
+    registry_mirror: str | None = None
+
+    @field_validator("registry_mirror", mode="before")
+    @classmethod
+    def _mirror(cls, value: Any) -> str | None:
+        return mirror_url(value)
 
 
 class AwsConfig(_Strict):
     region: str = "eu-west-3"
     instance_type: str = "t3.small"
     allowed_cidr: str = "0.0.0.0/0"
-    registry_mirror: str | None = None
+    registry_mirror: str | None = None  # older spelling of preload.registry_mirror, aws only
+
+    @field_validator("registry_mirror", mode="before")
+    @classmethod
+    def _mirror(cls, value: Any) -> str | None:
+        return mirror_url(value)
 
 
 class ClassroomConfig(_Strict):
@@ -139,6 +184,13 @@ class ClassroomConfig(_Strict):
     @property
     def preload_strategy(self) -> str:
         return self.preload.strategy or ("push" if self.backend == "local" else "pull")
+
+    @property
+    def registry_mirror(self) -> str | None:
+        """The hosts' Docker Hub mirror: preload.registry_mirror, else (on aws) aws.registry_mirror."""
+        if self.preload.registry_mirror:
+            return self.preload.registry_mirror
+        return self.aws.registry_mirror if self.backend == "aws" else None
 
     @property
     def exercises_dir(self) -> Path | None:

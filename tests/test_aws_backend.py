@@ -31,7 +31,7 @@ from semver import VersionInfo
 
 from provision.backends.aws import NO_PULUMI, AwsBackend, EngineEvents, find_leftovers
 from provision.backends.base import Leftover
-from provision.config import ClassroomConfig
+from provision.config import ClassroomConfig, PreloadConfig
 from provision.errors import BadInput, ClassroomError
 from provision.roster import HostSpec, plan_hosts
 from provision.state import ClassroomState
@@ -259,6 +259,13 @@ def test_missing_pulumi_binary_is_one_line_and_nothing_is_created(tmp_path):
 
 
 # --- up ------------------------------------------------------------------------------------------------
+def test_the_generic_preload_mirror_wins_over_the_aws_one(aws_env, tmp_path):
+    config = make_config(registry_mirror="http://old:5000")
+    assert make_backend(tmp_path, config)[0].spec(plan_hosts(config), KEY).registry_mirror == "http://old:5000"
+    config = config.model_copy(update={"preload": PreloadConfig(registry_mirror="https://hub.lan")})
+    assert make_backend(tmp_path, config)[0].spec(plan_hosts(config), KEY).registry_mirror == "https://hub.lan"
+
+
 def test_ensure_hands_the_engine_the_classroom_as_config(aws_env, tmp_path):
     backend, engine = make_backend(tmp_path, make_config(students=3, swarm=2, registry_mirror="http://m:5000"))
     progress = RecordingProgress()

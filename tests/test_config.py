@@ -145,6 +145,10 @@ def test_an_override_error_names_the_option_not_the_field(tmp_path):
     ("local:\n  public_host: 'a b'\n", "local.public_host: 'a b' is not a host name or address"),
     ("local:\n  ssh_port_base: 70000\n", "local.ssh_port_base: must be at most 60000 (got 70000)"),
     ("ttl: 8 hours\n", "ttl: '8 hours' is not a duration like 90m, 8h or 2d"),
+    ("preload:\n  registry_mirror: mirror:5000\n", "preload.registry_mirror: 'mirror:5000' is not a registry "
+                                                   "mirror URL like http://mirror.lan:5000"),
+    ("aws:\n  registry_mirror: http://m:5000/v2\n", "aws.registry_mirror: 'http://m:5000/v2' is not a "
+                                                    "registry mirror URL"),
     ("name: ''\n", "name: '' is not a valid classroom name (lowercase letters, digits and '-', at most 40)"),
     ("name: " + "a" * 41 + "\n", "name: '" + "a" * 41 + "' is not a valid classroom name "
                                  "(lowercase letters, digits and '-', at most 40)"),
@@ -175,3 +179,24 @@ def test_invalid_image_names(image, tmp_path):
     with pytest.raises(BadInput, match=r"images\.0\.name: .* is not a valid image name"):
         load_config(write(tmp_path, f"images:\n  - {image!r}\n"))
 
+
+
+@pytest.mark.parametrize("url", ["ftp://m:5000", "http://", "http://u:p@m:5000", "http://m:99999",
+                                 "http://m:x", "http://m:5000?x=1", "https://m/path"])
+def test_invalid_registry_mirrors(url, tmp_path):
+    with pytest.raises(BadInput, match=r"preload\.registry_mirror: .* is not a registry mirror URL"):
+        load_config(write(tmp_path, f"preload:\n  registry_mirror: {url!r}\n"))
+
+
+def test_registry_mirror_preload_first_then_aws_on_aws_only():
+    from provision.config import docker_daemon_config
+
+    both = ClassroomConfig.model_validate({"backend": "aws", "preload": {"registry_mirror": "https://hub.lan/"},
+                                           "aws": {"registry_mirror": "http://old:5000"}})
+    assert both.registry_mirror == "https://hub.lan"
+    assert ClassroomConfig(backend="aws", aws={"registry_mirror": "http://old:5000"}).registry_mirror == "http://old:5000"
+    assert ClassroomConfig(backend="local", aws={"registry_mirror": "http://old:5000"}).registry_mirror is None
+    assert ClassroomConfig(preload={"registry_mirror": "http://m:5000"}).registry_mirror == "http://m:5000"
+    assert docker_daemon_config("http://m:5000") == {"registry-mirrors": ["http://m:5000"],
+                                                     "insecure-registries": ["m:5000"]}
+    assert docker_daemon_config("https://hub.lan") == {"registry-mirrors": ["https://hub.lan"]}

@@ -376,7 +376,7 @@ class AwsBackend(Backend):
         return ClassroomSpec(
             name=self.config.name, hosts=tuple(wanted + kept), admin_public_key=admin_public_key.strip(),
             expires_at=expires_at, instance_type=self.config.aws.instance_type,
-            allowed_cidr=self.config.aws.allowed_cidr, registry_mirror=self.config.aws.registry_mirror,
+            allowed_cidr=self.config.aws.allowed_cidr, registry_mirror=self.config.registry_mirror,
             ami=meta.get("ami") or (found.ami if found else None),
             availability_zone=meta.get("availability_zone") or (found.availability_zone if found else None),
             disk_gb=DEFAULT_DISK_GB, region=self.config.aws.region)

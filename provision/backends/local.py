@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import ipaddress
+import json
 import os
 import socket
 import tarfile
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 import docker
 import docker.errors
 
-from ..config import ClassroomConfig
+from ..config import ClassroomConfig, docker_daemon_config
 from ..errors import BadInput, ClassroomError
 from ..progress import NULL_PROGRESS, Progress
 from ..roster import HostSpec
@@ -333,6 +334,10 @@ class LocalBackend(Backend):
             # The key goes in as a file before start: it never appears in `docker inspect`.
             container.put_archive("/root/.ssh", _tar_of({"authorized_keys": (admin_public_key.encode() + b"\n",
                                                                                0o600)}))
+            mirror = self.config.registry_mirror
+            if mirror:  # read by the host's dockerd when it starts; a running host keeps its own
+                daemon_json = json.dumps(docker_daemon_config(mirror), indent=2) + "\n"
+                container.put_archive("/etc/docker", _tar_of({"daemon.json": (daemon_json.encode(), 0o644)}))
             container.start()
         except Exception:
             container.remove(force=True)
