@@ -53,6 +53,8 @@ LABELS: dict[str, dict[str, str]] = {
         "and": "and",
         "swarm_shared": "The whole class shares these nodes: start the names of your services "
         "and stacks with your name, for example",
+        # Local hosts run in containers whose kernel may lack IPVS: no routing mesh, no VIPs.
+        "swarm_local_ports": "To reach a service from outside, publish its port in host mode:",
         "expires": "End of the classroom",
         "expires_at": "This classroom ends on",
         "expires_local": "The trainer then removes the machines: copy anything you want to keep before then.",
@@ -91,6 +93,7 @@ LABELS: dict[str, dict[str, str]] = {
         "and": "et",
         "swarm_shared": "Toute la classe partage ces nœuds\u00a0: commencez les noms de vos services "
         "et de vos stacks par votre nom, par exemple",
+        "swarm_local_ports": "Pour joindre un service depuis l'extérieur, publiez son port en mode host\u00a0:",
         "expires": "Fin de la classe",
         "expires_at": "Cette classe se termine le",
         "expires_local": "Le formateur supprime ensuite les machines\u00a0: copiez avant ce que vous "

@@ -263,3 +263,13 @@ def test_many_swarm_nodes_switch_to_the_dense_layout(tmp_path):
     render(tmp_path, formats=["html"], course=make_course(swarm=nine))
     text = (tmp_path / "sheets" / "index.html").read_text()
     assert text.count('<article class="sheet dense">') == len(PASSWORDS)
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_local_swarm_sheets_say_how_to_publish_a_service(tmp_path, fmt):
+    # No routing mesh on local hosts (no IPVS in their kernel): host-mode publishing works.
+    render(tmp_path / "local", formats=[fmt], course=make_course(swarm=SWARM, backend="local"))
+    assert "--publish mode=host,target=80,published=8080" in (
+        tmp_path / "local" / "sheets" / f"student-01.{fmt}").read_text()
+    render(tmp_path / "aws", formats=[fmt], course=make_course(swarm=SWARM, backend="aws"))
+    assert "mode=host" not in (tmp_path / "aws" / "sheets" / f"student-01.{fmt}").read_text()
