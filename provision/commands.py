@@ -126,8 +126,14 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
     from .swarm import converge_swarm
 
     config, state = room.config, room.state
-    hosts = plan_hosts(config)
     with state.lock("up"):
+        # Never shrink: hosts beyond a smaller count keep their students' work until `down`.
+        # The preflight (quota) and the cost are for every host the classroom will have.
+        meta = state.meta()
+        students = max(config.students, meta.get("students", 0))
+        swarm_nodes = max(config.swarm.nodes, meta.get("swarm_nodes", 0))
+        hosts = plan_hosts(config.model_copy(update={
+            "students": students, "swarm": config.swarm.model_copy(update={"nodes": swarm_nodes})}))
         backend = room.backend
         backend.preflight(hosts)
         check_course(room)
@@ -138,13 +144,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
             raise BadInput("nothing was created")
         key = state.admin_key()
         now = datetime.now(timezone.utc)
-        meta = state.meta()
         if "created_at" not in meta:
-            meta = state.update_meta(created_at=now.isoformat(timespec="seconds"),
-                                     expires_at=(now + config.ttl_delta).isoformat(timespec="seconds"))
-        # Never shrink: hosts beyond a smaller count keep their students' work until `down`.
-        students = max(config.students, meta.get("students", 0))
-        swarm_nodes = max(config.swarm.nodes, meta.get("swarm_nodes", 0))
+            state.update_meta(created_at=now.isoformat(timespec="seconds"),
+                              expires_at=(now + config.ttl_delta).isoformat(timespec="seconds"))
         state.update_meta(backend=backend.name, students=students, swarm_nodes=swarm_nodes)
         hosts = room.planned_hosts()
         passwords = state.passwords(student_names(students))

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import classroom_resources, docker_client, free_port_base, unique_name
+from conftest import (
+    Cli,
+    classroom_resources,
+    docker_client,
+    free_port_base,
+    remove_classroom_resources,
+    unique_name,
+    write_classroom_file,
+)
 
 PREFIX = "classroom: error: "
 
@@ -181,13 +189,21 @@ def test_a_port_in_use_is_refused_before_anything_is_created(cli, tmp_path, engi
     assert_nothing_created(cli, name, engine)
 
 
-def test_an_unknown_student_is_refused_and_nobody_is_touched(classroom, engine):
-    if "reset" not in _commands():
-        pytest.skip("`classroom reset` does not exist yet")
-    before = classroom.container_ids(engine)
-    run = classroom.cli("reset", "student-99")
-    assert_one_line(run, r"no student-99 in this classroom \(students: student-01 … student-0\d\)", regex=True)
-    assert classroom.container_ids(engine) == before
-    for bad in ("12abc", "student-"):
-        run = classroom.cli("reset", bad)
-        assert_one_line(run, f"{bad!r} is not a student: use student-12 or 12", regex=False)
+def test_an_unknown_student_is_refused_and_nobody_is_touched(engine, tmp_path):
+    # Its own classroom: the session's shared one is taken down by test_local_classroom.
+    name = unique_name("t-unknown")
+    write_classroom_file(tmp_path, name, students=2, port_base=free_port_base(3))
+    cli = Cli(tmp_path / "home", cwd=tmp_path)
+    try:
+        assert cli("up").exit_code == 0
+        label = {"label": f"classroom.name={name}"}
+        before = {c.name: c.id for c in engine.containers.list(all=True, filters=label)}
+        run = cli("reset", "student-99")
+        assert_one_line(run, "no student-99 in this classroom (students: student-01 … student-02)", regex=False)
+        assert {c.name: c.id for c in engine.containers.list(all=True, filters=label)} == before
+        for bad in ("12abc", "student-"):
+            run = cli("reset", bad)
+            assert_one_line(run, f"{bad!r} is not a student: use student-12 or 12", regex=False)
+    finally:
+        cli("down", "--yes")
+        remove_classroom_resources(engine, name)
