@@ -9,6 +9,7 @@ from collections.abc import Callable
 import paramiko
 
 from .backends.base import Machine
+from .errors import last_line
 from .exercises import CHECK_SCRIPT as EXERCISES_CHECK
 from .preload import IMAGES_FILE
 from .ssh import in_parallel, open_with_retry, run, student_connection
@@ -64,7 +65,7 @@ def check_host(machine: Machine, passwords: dict[str, str], *, images: bool = Fa
     except paramiko.AuthenticationException:
         return checks, f"{user}'s password is refused"
     except Exception as exc:  # any failure to connect is a failed check, reported per host
-        return checks, _last_line(exc)
+        return checks, last_line(exc)
     script = "id -un\n" + (IMAGES_CHECK if images else DOCKER_CHECK)
     if exercises:
         script += "\n" + EXERCISES_CHECK
@@ -109,10 +110,5 @@ def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, s
     results = {}
     for machine, outcome, error in outcomes:
         results[machine.name] = outcome if outcome is not None else ({"ssh": False, "docker": False},
-                                                                     _last_line(error))
+                                                                     last_line(error))
     return results
-
-
-def _last_line(value: object) -> str:
-    text = str(value).strip()
-    return (text.splitlines()[-1] if text else type(value).__name__)[:200]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .backends import get_backend
 from .backends.base import Backend, Leftover, Machine
 from .config import ClassroomConfig
-from .errors import BadInput
+from .errors import BadInput, last_line
 from .progress import NULL_PROGRESS, Progress
 from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
 from .state import ClassroomState
@@ -361,7 +361,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         room.progress.finish("reset")
         reports = []
         for spec, report, error in outcomes:
-            reports.append(report or ResetReport(spec.name, hard, False, 0.0, _one_line(error)))
+            reports.append(report or ResetReport(spec.name, hard, False, 0.0, last_line(error)))
         if swarm_specs:
             converge_swarm(backend.machines(), key.private_path, room.config.swarm.managers,
                            room.progress).apply_to(reports)
@@ -399,7 +399,7 @@ def exec_on_hosts(room: Classroom, command: str, pattern: str = "*") -> list[Exe
 
     results = []
     for machine, result, error in in_parallel(machines, run_one, limit=room.config.preload.parallel):
-        results.append(result or ExecResult(machine.name, False, -1, "", _one_line(error)))
+        results.append(result or ExecResult(machine.name, False, -1, "", last_line(error)))
     return results
 
 
@@ -414,8 +414,3 @@ def ssh_argv(room: Classroom, target: str) -> list[str]:
     return ["ssh", "-i", str(key.private_path), "-p", str(machine.ssh_port),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             f"{machine.admin_user}@{machine.ssh_host}"]
-
-
-def _one_line(error: BaseException | None) -> str:
-    text = str(error or "").strip()
-    return (text.splitlines()[-1] if text else type(error).__name__)[:200]

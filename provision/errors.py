@@ -32,3 +32,9 @@ class BadInput(ClassroomError):
     """The trainer asked for something impossible; nothing was changed."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+def last_line(value: object, limit: int = 200) -> str:
+    """The last non-empty line of an error or a command's output: where tools put the reason."""
+    lines = [line for line in str(value).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(value).__name__)[:limit]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .accounts import ensure_accounts
 from .backends.base import Backend, Machine
-from .errors import BadInput
+from .errors import BadInput, last_line
 from .exercises import ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
@@ -148,15 +148,10 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
             failing = ", ".join(name for name, ok in checks.items() if not ok)
             error = RuntimeError(f"check failed: {failing}" + (f" ({detail})" if detail else ""))
         reports.append(HostReport(machine.name, machine.role, machine.public_host, machine.public_port,
-                                  ok=error is None, error=None if error is None else _reason(error),
+                                  ok=error is None, error=None if error is None else last_line(error),
                                   changes=changes or []))
     for machine in machines:
         if not machine.running:
             reports.append(HostReport(machine.name, machine.role, machine.public_host, machine.public_port,
                                       ok=False, error=f"machine is {machine.state}"))
     return reports
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[-1] if text else type(error).__name__)[:200]

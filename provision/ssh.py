@@ -19,7 +19,7 @@ import paramiko
 from fabric import Config, Connection
 
 from .backends.base import Machine
-from .errors import ClassroomError
+from .errors import ClassroomError, last_line
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,7 +82,7 @@ def open_with_retry(connection: Connection, deadline_seconds: float = CONNECT_RE
             raise
         except _RETRYABLE as exc:
             if time.monotonic() + delay > deadline:
-                raise RemoteError(f"{connection.host}:{connection.port}: SSH does not answer ({_summary(exc)})") \
+                raise RemoteError(f"{connection.host}:{connection.port}: SSH does not answer ({last_line(exc)})") \
                     from None
             time.sleep(delay)
             delay = min(delay * 1.6, 3.0)
@@ -125,7 +125,7 @@ def check(connection: Connection, command: str, *, stdin: str | None = None, wha
     """Run a command that must succeed; its stdout, else a RemoteError naming what failed."""
     result = run(connection, command, stdin=stdin, timeout=timeout)
     if not result.ok:
-        detail = _summary(result.stderr or result.stdout) or f"exit {result.exit_code}"
+        detail = last_line(result.stderr or result.stdout) or f"exit {result.exit_code}"
         raise RemoteError(f"{what or command.split()[0]} failed: {detail}")
     return result.stdout
 
@@ -151,9 +151,3 @@ def in_parallel(items: Iterable[T], work: Callable[[T], R], limit: int = DEFAULT
     with ThreadPoolExecutor(max(1, min(limit, len(items)))) as pool:
         results = list(pool.map(guarded, items))
     return results
-
-
-def _summary(value: object) -> str:
-    text = str(value).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return (lines[-1] if lines else type(value).__name__)[:200]

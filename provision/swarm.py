@@ -44,7 +44,7 @@ from pathlib import Path
 from fabric import Connection
 
 from .backends.base import Machine
-from .errors import ClassroomError
+from .errors import ClassroomError, last_line
 from .progress import NULL_PROGRESS, Progress
 from .ssh import Result, admin_connection, in_parallel, open_with_retry, run
 
@@ -332,7 +332,7 @@ def converge_swarm(machines: list[Machine], key_path: Path, managers: int = 1,
         try:
             _converge(nodes, manager_names, report, secrets, progress)
         except Exception as exc:  # no cluster at all: every node that is not done says why
-            reason = secrets.scrub(_reason(exc))
+            reason = secrets.scrub(last_line(exc))
             for node in nodes:
                 if node.report and node.report.error is None and not node.report.ok:
                     node.report.error = reason
@@ -376,14 +376,14 @@ def _open_and_inspect(nodes: list[_Node], key_path: Path, secrets: _Secrets,
         if error is not None:
             if node.report is None:
                 node.report = SwarmNodeReport(node.name, ok=False)
-            node.report.error = secrets.scrub(_reason(error))
+            node.report.error = secrets.scrub(last_line(error))
 
 
 def _inspect(node: _Node) -> _Local:
     assert node.connection is not None
     result = _run(node, LOCAL_INFO, timeout=30)
     if not result.ok:
-        raise SwarmError(f"docker info failed: {_reason(result.stderr or result.stdout)}")
+        raise SwarmError(f"docker info failed: {last_line(result.stderr or result.stdout)}")
     return _Local.parse(result.stdout)
 
 
@@ -393,7 +393,7 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
     try:
         control = _find_control(nodes, report)
     except SwarmError as exc:  # the managers could not be brought back: a new cluster it is
-        report.notes.append(f"{_reason(exc)}: forming a new cluster")
+        report.notes.append(f"{last_line(exc)}: forming a new cluster")
         control = None
     if control is None:
         first = nodes[0]
@@ -461,13 +461,13 @@ def _converge(nodes: list[_Node], manager_names: set[str], report: SwarmReport, 
                 join(node, "manager")
             except Exception as exc:
                 assert node.report is not None
-                node.report.error = secrets.scrub(_reason(exc))
+                node.report.error = secrets.scrub(last_line(exc))
         workers = [n for n in joiners if n.name not in manager_names]
         if workers:
             token("worker")
             for node, _r, error in in_parallel(workers, lambda n: join(n, "worker")):
                 if error is not None and node.report is not None:
-                    node.report.error = secrets.scrub(_reason(error))
+                    node.report.error = secrets.scrub(last_line(error))
         entries = _node_list(control)
 
     # Roles: exactly the wanted managers (promote first, then demote: quorum never shrinks below need).
@@ -559,7 +559,7 @@ def _find_control(nodes: list[_Node], report: SwarmReport) -> _Node | None:
             except Exception:
                 if time.monotonic() > deadline:
                     raise SwarmError(f"{node.name}: recovering the cluster (--force-new-cluster) failed: "
-                                     f"{_reason(outcome.stderr or outcome.stdout)}") from None
+                                     f"{last_line(outcome.stderr or outcome.stdout)}") from None
                 time.sleep(0.5)
         node.local = _inspect(node)
         report.recovered = True
@@ -610,7 +610,7 @@ def _join(node: _Node, address: str, token: str, role: str, secrets: _Secrets) -
                           address=f"{address}:{SWARM_PORT}")
     result = _run(node, command, stdin=token + "\n", timeout=JOIN_TIMEOUT)
     if not result.ok:
-        raise SwarmError(f"docker swarm join failed: {secrets.scrub(_reason(result.stderr or result.stdout))}")
+        raise SwarmError(f"docker swarm join failed: {secrets.scrub(last_line(result.stderr or result.stdout))}")
     node.local = _inspect(node)
     node.report.changes.append(f"joined as {role}")
 
@@ -668,7 +668,7 @@ def _node_list(node: _Node) -> list[_Entry]:
     assert node.connection is not None
     result = _run(node, NODE_LIST, timeout=30)
     if not result.ok:
-        raise SwarmError(f"{node.name}: docker node ls failed: {_reason(result.stderr or result.stdout)}")
+        raise SwarmError(f"{node.name}: docker node ls failed: {last_line(result.stderr or result.stdout)}")
     return [_Entry.parse(line) for line in result.stdout.splitlines() if line.strip().startswith("{")]
 
 
@@ -727,7 +727,7 @@ def _check(node: _Node, command: str, what: str, secrets: _Secrets | None = None
     assert node.connection is not None
     result = _run(node, command, timeout=60)
     if not result.ok:
-        detail = _reason(result.stderr or result.stdout) or f"exit {result.exit_code}"
+        detail = last_line(result.stderr or result.stdout) or f"exit {result.exit_code}"
         if secrets is not None:
             detail = secrets.scrub(detail)
         raise SwarmError(f"{node.name}: {what} failed: {detail}")
@@ -803,7 +803,7 @@ def release_nodes(machines: list[Machine], key_path: Path, names: Iterable[str],
                               {e.id for e in outgoing}], set())
         return notes
     except Exception as exc:  # best effort: converge_swarm repairs whatever is left
-        notes.append(secrets.scrub(f"could not hand over the Swarm role: {_reason(exc)}"))
+        notes.append(secrets.scrub(f"could not hand over the Swarm role: {last_line(exc)}"))
         return notes
     finally:
         for node in nodes:
@@ -870,9 +870,3 @@ def swarm_status(machines: list[Machine], key_path: Path) -> SwarmStatus:
 def _index(machine: Machine) -> tuple[int, str]:
     number = machine.name.rsplit("-", 1)[-1]
     return (int(number) if number.isdigit() else 0, machine.name)
-
-
-def _reason(value: object) -> str:
-    text = str(value).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return (lines[-1] if lines else type(value).__name__)[:200]

@@ -348,3 +348,15 @@ def classroom(engine, tmp_path_factory) -> LiveClassroom:
     finally:
         runner("down", "--yes")
         remove_classroom_resources(engine, name)
+
+
+# --- AWS stand-ins ---------------------------------------------------------------------------------
+def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()) -> None:
+    """Dummy credentials for moto, and nothing of the trainer's real AWS or Pulumi setup."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", *also_unset):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -31,6 +31,7 @@ boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 import paramiko
 from botocore.stub import Stubber
+from conftest import fake_aws_credentials
 from test_aws_backend import FakePulumi  # the stand-in engine (shared, not copied)
 
 from provision import backends, checks, cost, provisioning, ssh, swarm
@@ -175,14 +176,8 @@ def no_docker_engine(monkeypatch):
 
 @pytest.fixture
 def aws_env(monkeypatch, tmp_path):
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PULUMI_BACKEND_URL",
-                 "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    fake_aws_credentials(monkeypatch, tmp_path, also_unset=(
+        "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"))
     with moto.mock_aws():
         image = _ec2().describe_images(
             Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-2.0.*-x86_64-gp2"]}])["Images"][0]["ImageId"]
