@@ -20,6 +20,9 @@ from stacks import DEBIAN_AMI_PARAMETER, MANAGED_BY
 from .errors import BadInput
 
 VCPU_QUOTA_CODE = "L-1216C47A"  # EC2: Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances
+# Each classroom makes one VPC and one internet gateway (both 5 per region by default).
+NETWORK_QUOTAS = (("L-F678F1CE", "VPCs per Region", "describe_vpcs", "Vpcs"),
+                  ("L-A4707A72", "Internet gateways per Region", "describe_internet_gateways", "InternetGateways"))
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 STANDARD_FAMILY_RE = re.compile(r"^[acdhimrtz]\d")  # families counted by L-1216C47A
 CREDENTIAL_ERRORS = {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch",
@@ -207,6 +210,8 @@ def run(*, region: str, instance_type: str, hosts: int, allowed_cidr: str, class
             f"quota in {region} is {quota:g} with {in_use} in use: request an increase in Service Quotas "
             f"(EC2, {VCPU_QUOTA_CODE}), or use fewer students or a smaller aws.instance_type")
 
+    check_network_quotas(client("service-quotas"), ec2, region, classroom, warnings)
+
     return PreflightResult(account=account, region=region, instance_type=instance_type,
                            architecture=architecture, vcpus_per_host=vcpus, ami=ami,
                            ami_parameter=parameter, availability_zone=zones[0], vcpus_needed=needed,
@@ -231,6 +236,29 @@ def _vcpu_quota(quotas: Any, region: str, warnings: list[str]) -> float | None:
         warnings.append(f"could not read the vCPU quota {VCPU_QUOTA_CODE} in {region} ({code or exc}): "
                         "not checked")
         return None
+
+
+def check_network_quotas(quotas: Any, ec2: Any, region: str, classroom: str, warnings: list[str]) -> None:
+    """A new classroom needs one more VPC and internet gateway than the region has."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    mine = [{"Name": "tag:classroom", "Values": [classroom]}, {"Name": "tag:managed-by", "Values": [MANAGED_BY]}]
+    for code, label, describe, key in NETWORK_QUOTAS:
+        if _aws_call(f"ec2:{describe}", region, getattr(ec2, describe), Filters=mine)[key]:
+            continue  # this classroom has its own already
+        try:
+            quota = float(quotas.get_service_quota(ServiceCode="vpc", QuotaCode=code)["Quota"]["Value"])
+        except (ClientError, BotoCoreError) as exc:
+            code_text = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            if code_text in CREDENTIAL_ERRORS:
+                raise BadInput(f"AWS refused the credentials ({code_text}): {CREDENTIALS_HELP}") from None
+            warnings.append(f"could not read the {label} quota {code} in {region} ({code_text}): not checked")
+            continue
+        in_use = len(_aws_call(f"ec2:{describe}", region, getattr(ec2, describe))[key])
+        if in_use + 1 > quota:
+            raise BadInput(f"the {label} quota in {region} is {quota:g} and {in_use} exist: each classroom "
+                           f"needs its own; remove unused ones or request an increase in Service Quotas "
+                           f"(VPC, {code})")
 
 
 def _vcpus_in_use(ec2: Any, region: str, classroom: str) -> int:

@@ -6,6 +6,7 @@ anything is created.
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,55 @@ IMAGE_RE = re.compile(
 )
 TTL_RE = re.compile(r"^(\d+)\s*([mhd])$")
 TTL_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+# What students publish with `-p` in the course (DESIGN.md's course: 80, 5000 for Compose,
+# 8000 for nginx): on aws the security group opens exactly these, plus 22.
+DEFAULT_PORTS: list[int | str] = [80, 5000, "8000-8010"]
+PORT_RANGE_RE = re.compile(r"^(\d{1,5})\s*-\s*(\d{1,5})$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_REGISTRY_AUTH_ENV = "CLASSROOM_REGISTRY_AUTH"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`90m`, `8h`, `2d` -> a timedelta; ValueError (one line) for anything else or zero."""
+    text = str(value).strip()
+    match = TTL_RE.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration like 90m, 8h or 2d")
+    return timedelta(**{TTL_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_ports(value: Any) -> list[tuple[int, int]]:
+    """The `ports:` list (ints, or "A-B" ranges) as sorted (low, high) ranges; ValueError naming
+    the item for a bad port, a reversed range, a duplicate or an overlap."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError("must be a list of ports like [80, 5000, \"8000-8010\"]")
+    ranges = []
+    for item in value:
+        if isinstance(item, bool):
+            raise ValueError(f"{item!r} is not a port or a range like \"8000-8010\"")
+        if isinstance(item, int) or (isinstance(item, str) and item.strip().isdigit()):
+            low = high = int(item)
+        else:
+            match = PORT_RANGE_RE.match(str(item).strip())
+            if not match:
+                raise ValueError(f"{item!r} is not a port or a range like \"8000-8010\"")
+            low, high = int(match.group(1)), int(match.group(2))
+        if not (1 <= low <= 65535 and 1 <= high <= 65535):
+            raise ValueError(f"{item!r}: ports are 1 to 65535")
+        if low > high:
+            raise ValueError(f"{item!r}: a range goes from low to high, like \"{high}-{low}\"")
+        ranges.append((low, high))
+    ranges.sort()
+    for (low1, high1), (low2, high2) in itertools.pairwise(ranges):
+        if (low1, high1) == (low2, high2):
+            raise ValueError(f"{low1 if low1 == high1 else f'{low1}-{high1}'} is listed twice")
+        if low2 <= high1:
+            first = str(low1) if low1 == high1 else f"{low1}-{high1}"
+            second = str(low2) if low2 == high2 else f"{low2}-{high2}"
+            raise ValueError(f"{first} and {second} overlap (each port once)")
+    return ranges
 
 
 class _Strict(BaseModel):
@@ -127,11 +177,31 @@ class AwsConfig(_Strict):
     instance_type: str = "t3.small"
     allowed_cidr: str = "0.0.0.0/0"
     registry_mirror: str | None = None  # older spelling of preload.registry_mirror, aws only
+    # `docker run -P` picks from 32768-60999: open that range only when the course wants it.
+    ephemeral_ports: bool = False
+    # A fresh t3.small takes a minute or two before sshd answers, then installs Docker CE (and
+    # upgrades packages) for several more: sized for real boots, not for containers.
+    ssh_timeout: str = "10m"
+    cloud_init_timeout: str = "25m"
 
     @field_validator("registry_mirror", mode="before")
     @classmethod
     def _mirror(cls, value: Any) -> str | None:
         return mirror_url(value)
+
+    @field_validator("ssh_timeout", "cloud_init_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value).strip()
+
+    @property
+    def ssh_seconds(self) -> float:
+        return parse_duration(self.ssh_timeout).total_seconds()
+
+    @property
+    def cloud_init_seconds(self) -> float:
+        return parse_duration(self.cloud_init_timeout).total_seconds()
 
 
 class ClassroomConfig(_Strict):
@@ -146,6 +216,10 @@ class ClassroomConfig(_Strict):
     local: LocalConfig = LocalConfig()
     aws: AwsConfig = AwsConfig()
     ttl: str = "8h"
+    ports: list[int | str] = Field(default_factory=lambda: list(DEFAULT_PORTS))
+    # The name of the environment variable holding Docker Hub credentials (`user:token`) for the
+    # hosts' pulls; never the credentials themselves (the file is shared, the state is kept).
+    registry_auth: str = DEFAULT_REGISTRY_AUTH_ENV
     # Where the file was read from: relative paths (exercises, image builds) are relative to it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -170,11 +244,28 @@ class ClassroomConfig(_Strict):
     @field_validator("ttl", mode="before")
     @classmethod
     def _valid_ttl(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value).strip()
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _valid_ports(cls, value: Any) -> Any:
+        parse_ports(value)
+        return [] if value is None else value
+
+    @field_validator("registry_auth", mode="before")
+    @classmethod
+    def _env_name(cls, value: Any) -> str:
         text = str(value).strip()
-        match = TTL_RE.match(text)
-        if not match or int(match.group(1)) == 0:
-            raise ValueError(f"{text!r} is not a duration like 90m, 8h or 2d")
+        if not ENV_NAME_RE.match(text):
+            raise ValueError("must name an environment variable (like CLASSROOM_REGISTRY_AUTH) that holds "
+                             "user:token, never the credentials themselves")
         return text
+
+    @property
+    def port_ranges(self) -> list[tuple[int, int]]:
+        """`ports:` as sorted, non-overlapping (low, high) ranges (a single port is (p, p))."""
+        return parse_ports(self.ports)
 
     @property
     def ttl_delta(self) -> timedelta:

@@ -24,11 +24,17 @@ SUBNET_CIDR = "10.42.0.0/20"
 # Public SSM parameters that always name the current Debian 12 AMI of the region.
 DEBIAN_AMI_PARAMETER = "/aws/service/debian/release/12/latest/{arch}"
 
-# Security group: what the course needs from the trainer's network (allowed_cidr).
-# 22 ssh, 80 and 8000-9000 for `-p`, 32768-60999 for `-P` (Docker's ephemeral range).
+# Security group: what the course needs from the trainer's network (allowed_cidr): 22 for SSH,
+# plus the course's `ports:` (what students publish with `-p`). Docker's ephemeral range (`-P`)
+# only when the classroom opts in; Swarm's default published range only on Swarm nodes.
 # Never 2375/2376: the Docker API is reached over SSH only.
-PUBLIC_TCP_PORTS: tuple[tuple[int, int], ...] = ((22, 22), (80, 80), (8000, 9000), (32768, 60999))
+SSH_PORTS: tuple[int, int] = (22, 22)
+DEFAULT_COURSE_PORTS: tuple[tuple[int, int], ...] = ((80, 80), (5000, 5000), (8000, 8010))
+EPHEMERAL_PORTS: tuple[int, int] = (32768, 60999)  # what `docker run -P` picks from
+SWARM_PUBLISHED_PORTS: tuple[int, int] = (30000, 32767)  # `docker service create -p 80` picks from
 FORBIDDEN_PORTS = (2375, 2376)
+# Burstable families: their CPU credits are set to `standard` (no "unlimited" surplus charges).
+_BURSTABLE = re.compile(r"^t\d[a-z]*$")
 
 _ARM_FAMILY = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)$")  # t4g, m6g, c7gn, m7gd, a1
 
@@ -37,6 +43,23 @@ def architecture(instance_type: str) -> str:
     """`arm64` for Graviton families (t4g, m7g, ...), else `amd64` (Debian's names)."""
     family = instance_type.split(".", 1)[0].lower()
     return "arm64" if _ARM_FAMILY.match(family) else "amd64"
+
+
+def burstable(instance_type: str) -> bool:
+    return bool(_BURSTABLE.match(instance_type.split(".", 1)[0].lower()))
+
+
+def ports_text(ports: tuple[tuple[int, int], ...]) -> str:
+    """`80,5000,8000-8010`: the stack config's spelling of a port list."""
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in ports)
+
+
+def parse_ports_text(text: str) -> tuple[tuple[int, int], ...]:
+    ranges = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, _, high = part.partition("-")
+        ranges.append((int(low), int(high or low)))
+    return tuple(ranges)
 
 
 def ami_parameter(instance_type: str) -> str:
@@ -65,7 +88,7 @@ class ClassroomSpec:
     name: str
     hosts: tuple[HostEntry, ...]
     admin_public_key: str
-    expires_at: datetime  # aware, UTC: hosts power off (and terminate) then
+    expires_at: datetime  # aware, UTC: hosts power off (and terminate) then; a tag, changeable in place
     instance_type: str = "t3.small"
     allowed_cidr: str = "0.0.0.0/0"
     registry_mirror: str | None = None
@@ -73,6 +96,14 @@ class ClassroomSpec:
     availability_zone: str | None = None
     disk_gb: int = DEFAULT_DISK_GB
     region: str | None = None  # aws:region (the provider's config, not ours)
+    ports: tuple[tuple[int, int], ...] = DEFAULT_COURSE_PORTS  # the course's, besides 22
+    ephemeral_ports: bool = False  # open Docker's `-P` range too
+    # Hosts being replaced (`reset --hard`): they get the current user-data and AMI; every other
+    # host keeps what it was made with (a running host's user-data never changes).
+    replacing: tuple[str, ...] = ()
+    # host -> (OpenSSH private key, public line): the host's own SSH key, made by the tool. A
+    # secret: handed to the program in-process (never on a command line), user-data is secret.
+    host_keys: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     extra_tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -83,7 +114,11 @@ class ClassroomSpec:
 # --- spec <-> stack configuration --------------------------------------------------------------
 # Keys are in the project's namespace (`classroom:<key>`); `aws:region` is the provider's.
 CONFIG_KEYS = ("name", "hosts", "instanceType", "allowedCidr", "adminPublicKey", "expiresAt",
-               "registryMirror", "ami", "availabilityZone", "diskGb")
+               "registryMirror", "ami", "availabilityZone", "diskGb", "ports", "ephemeralPorts", "replacing")
+# Secret configuration, for the plain `pulumi` CLI only (`pulumi config set --secret`): the tool
+# hands host keys to its inline program in-process, since `config set-all --secret k=v` would put
+# them on the engine's command line.
+SECRET_CONFIG_KEYS = ("hostKeys",)
 
 
 def spec_to_config(spec: ClassroomSpec) -> dict[str, str]:
@@ -100,6 +135,9 @@ def spec_to_config(spec: ClassroomSpec) -> dict[str, str]:
         "ami": spec.ami or "",
         "availabilityZone": spec.availability_zone or "",
         "diskGb": str(spec.disk_gb),
+        "ports": ports_text(spec.ports),
+        "ephemeralPorts": "true" if spec.ephemeral_ports else "false",
+        "replacing": ",".join(spec.replacing),
     }
     config = {f"{PROJECT}:{key}": value for key, value in values.items()}
     if spec.region:
@@ -160,6 +198,8 @@ def spec_from_values(get: Callable[[str], str | None], stack: str,
     else:
         expires_at = (now or datetime.now(timezone.utc)) + parse_ttl(text("ttl") or "8h")
         expires_at = expires_at.replace(second=0, microsecond=0)
+    ports = get("ports")  # "" is a course that publishes nothing; None: not set
+    keys = json.loads(text("hostKeys") or "{}")
     return ClassroomSpec(
         name=text("name") or stack,
         hosts=hosts,
@@ -171,4 +211,8 @@ def spec_from_values(get: Callable[[str], str | None], stack: str,
         ami=text("ami"),
         availability_zone=text("availabilityZone"),
         disk_gb=int(text("diskGb") or DEFAULT_DISK_GB),
+        ports=parse_ports_text(ports) if ports is not None else DEFAULT_COURSE_PORTS,
+        ephemeral_ports=(text("ephemeralPorts") or "false").lower() == "true",
+        replacing=tuple(filter(None, (text("replacing") or "").split(","))),
+        host_keys={host: (pair["private"], pair["public"]) for host, pair in keys.items()},
     )

@@ -1,14 +1,22 @@
-"""Cloud-init user data for one host, rendered from `templates/cloud-init.yaml.j2`."""
+"""Cloud-init user data for one host, rendered from `templates/cloud-init.yaml.j2`.
+
+Only what stays true for the host's whole life goes in: its name and role, the admin key, its
+own host key, the registry mirror and allowed_cidr it was made with. The expiry is not here (an
+instance tag, read on the host over IMDSv2), so it can move without touching the host.
+"""
 
 from __future__ import annotations
 
-from datetime import timezone
+import ipaddress
+import json
 from functools import cache
 from pathlib import Path
 
-from . import ClassroomSpec, HostEntry
+from . import VPC_CIDR, ClassroomSpec, HostEntry
 
 TEMPLATE = "cloud-init.yaml.j2"
+MAX_AUTH_TRIES = 5
+USER_DATA_LIMIT = 16384  # bytes: EC2 refuses larger user data (before base64)
 
 
 @cache
@@ -22,9 +30,22 @@ def template_text(name: str = TEMPLATE) -> str:
     return files("provision.templates").joinpath(name).read_text(encoding="utf-8")
 
 
-def on_calendar(spec: ClassroomSpec) -> str:
-    """The expiry as a systemd calendar event, in UTC (`2025-03-01 18:00:00 UTC`)."""
-    return spec.expires_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+def fail2ban_ignore(spec: ClassroomSpec) -> str:
+    """Addresses fail2ban never bans: loopback, the hosts' own network, and allowed_cidr when it
+    is the school's network rather than the whole Internet."""
+    ignored = ["127.0.0.1/8", "::1", VPC_CIDR]
+    network = ipaddress.ip_network(spec.allowed_cidr, strict=False)
+    if network.prefixlen > 0:
+        ignored.append(str(network))
+    return " ".join(ignored)
+
+
+def daemon_json(spec: ClassroomSpec) -> str | None:
+    if not spec.registry_mirror:
+        return None
+    from provision.config import docker_daemon_config
+
+    return json.dumps(docker_daemon_config(spec.registry_mirror))
 
 
 def render_user_data(host: HostEntry, spec: ClassroomSpec) -> str:
@@ -32,11 +53,15 @@ def render_user_data(host: HostEntry, spec: ClassroomSpec) -> str:
 
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     template = env.from_string(template_text())
-    return template.render(
+    text = template.render(
         classroom=spec.name,
         host=host,
         admin_public_key=spec.admin_public_key,
-        registry_mirror=spec.registry_mirror,
-        expires_at=spec.expires_at_text,
-        on_calendar=on_calendar(spec),
+        host_key=spec.host_keys.get(host.name),
+        daemon_json=daemon_json(spec),
+        fail2ban_ignore=fail2ban_ignore(spec),
+        max_auth_tries=MAX_AUTH_TRIES,
     )
+    if len(text.encode()) > USER_DATA_LIMIT:
+        raise ValueError(f"user data for {host.name} is {len(text.encode())} bytes: EC2 accepts {USER_DATA_LIMIT}")
+    return text

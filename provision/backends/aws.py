@@ -12,13 +12,17 @@ the cloud is the source of truth, and a classroom whose state folder is lost can
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,13 +39,14 @@ from stacks import (
     PROJECT,
     ClassroomSpec,
     HostEntry,
+    ami_parameter,
     instance_urn,
     parse_expiry,
     spec_to_config,
 )
 
 from .. import aws_preflight, cost
-from ..errors import BadInput, ClassroomError
+from ..errors import BadInput, ClassroomError, last_line
 from ..progress import NULL_PROGRESS, Progress
 from ..state import new_secret, write_private
 from .base import Backend, Leftover, Machine
@@ -63,6 +68,14 @@ META_KEY = "aws"
 SSH_PORT = 22
 # A classroom about to expire gets a new expiry on `up` rather than hosts that power off at once.
 EXPIRY_MARGIN = timedelta(minutes=15)
+EXPIRES_TAG = "expires-at"  # the instance tag each host's expiry timer reads (stacks.classroom_stack)
+# EC2 is eventually consistent: seconds to wait before asking DescribeInstances again.
+DESCRIBE_RETRIES = (2, 4, 8, 15, 30)
+SWEEP_RETRIES = (5, 10, 20, 30, 60)  # after a deletion: instances shutting down, late listings
+# Root's Docker credentials, written from stdin (never argv): 0600, in a 0700 folder.
+REGISTRY_AUTH_COMMAND = ("umask 077 && mkdir -p /root/.docker && cat > /root/.docker/config.json.new "
+                         "&& mv /root/.docker/config.json.new /root/.docker/config.json")
+DOCKER_HUB = "https://index.docker.io/v1/"
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 MACHINE_STATES = {"pending": "starting", "running": "running", "stopping": "stopped",
@@ -87,11 +100,16 @@ COUNTED_OPS = {auto.OpType.SAME, auto.OpType.CREATE, auto.OpType.UPDATE, auto.Op
                auto.OpType.IMPORT, auto.OpType.DELETE}
 
 
-def _inline_program() -> None:
-    """What the engine runs, in this process: the program of `stacks/`, reading the stack's config."""
-    from stacks.classroom_stack import main
+def inline_program(host_keys: dict[str, tuple[str, str]]) -> Callable[[], None]:
+    """What the engine runs, in this process: the program of `stacks/`, reading the stack's config.
+    The hosts' SSH keys come with it in-process (a secret never goes on the engine's command line)."""
 
-    main()
+    def program() -> None:
+        from stacks.classroom_stack import main
+
+        main(host_keys=host_keys)
+
+    return program
 
 
 def _name_of(urn: str) -> str:
@@ -112,6 +130,14 @@ class EngineEvents:
     key: str
     removed: list[Leftover] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    host_errors: dict[str, str] = field(default_factory=dict)  # instance name -> first error
+
+    def failed_hosts(self, names: Iterable[str]) -> dict[str, str]:
+        """The hosts whose instance the engine reported failing, with the reason."""
+        return {name: self.host_errors[name] for name in names if name in self.host_errors}
+
+    def first_error(self) -> str | None:
+        return self.errors[0] if self.errors else None
 
     def __call__(self, event: auto.EngineEvent) -> None:
         try:
@@ -135,11 +161,16 @@ class EngineEvents:
         if event.res_op_failed_event is not None:
             meta = event.res_op_failed_event.metadata
             self.progress.note(f"{_name_of(meta.urn)}: {auto.OpType(meta.op).value} failed")
+            if meta.type == INSTANCE_TOKEN:
+                self.host_errors.setdefault(_name_of(meta.urn), f"{auto.OpType(meta.op).value} failed")
         if event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
             text = " ".join(event.diagnostic_event.message.split())
             if text:
-                where = _name_of(event.diagnostic_event.urn) if event.diagnostic_event.urn else ""
+                urn = event.diagnostic_event.urn or ""
+                where = _name_of(urn) if urn else ""
                 self.errors.append(f"{where}: {text}" if where else text)
+                if f"::{INSTANCE_TOKEN}::" in urn:
+                    self.host_errors[where] = text
 
 
 def find_leftovers(ec2: Any, classroom: str) -> list[Leftover]:
@@ -190,10 +221,13 @@ class AwsBackend(Backend):
                  which: Callable[[str], str | None] = shutil.which,
                  ami_parameter: str | None = None,
                  extra_config: dict[str, str] | None = None,
-                 now: Callable[[], datetime] | None = None):
+                 now: Callable[[], datetime] | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 boot: Callable[[Machine, str | None], str | None] | None = None):
         """`pulumi_command` stands in for the engine (tests); `clients(region)` returns a boto3
         client factory for that region; `which` finds executables; `extra_config` adds stack
-        configuration (e.g. `aws:endpoints` for a moto server)."""
+        configuration (e.g. `aws:endpoints` for a moto server); `sleep` waits between EC2 retries;
+        `boot(machine, registry credentials)` waits for one host (None: ready, else why not)."""
         self.config = config
         self.state = state
         self._command = pulumi_command
@@ -204,6 +238,9 @@ class AwsBackend(Backend):
         self._extra_config = dict(extra_config or {})
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._engine_lock = threading.Lock()
+        self._sleep = sleep
+        self._boot = boot or self._default_boot
+        self.failures: dict[str, str] = {}
         self.preflight_result: aws_preflight.PreflightResult | None = None
 
     # --- places and settings -----------------------------------------------------------------
@@ -274,7 +311,8 @@ class AwsBackend(Backend):
         settings = auto.ProjectSettings(
             name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=self.backend_url),
             description=f"classroom {self.config.name} on AWS (managed by the classroom tool)")
-        return auto.LocalWorkspace(work_dir=str(self.work_dir), program=_inline_program,
+        program = inline_program(self.host_keys(h["name"] for h in self._meta().get("hosts", [])))
+        return auto.LocalWorkspace(work_dir=str(self.work_dir), program=program,
                                    env_vars=self.engine_env(), secrets_provider="passphrase",
                                    project_settings=settings, pulumi_command=command)
 
@@ -320,6 +358,7 @@ class AwsBackend(Backend):
                progress: Progress = NULL_PROGRESS) -> list[Machine]:
         self._require_pulumi()
         self._check_region()
+        self.failures = {}
         spec = self.spec(hosts, admin_public_key, progress)
         now = self._now()
         hours = max((spec.expires_at - now).total_seconds() / 3600, 0.0)
@@ -338,6 +377,7 @@ class AwsBackend(Backend):
         stack = self._stack(create=True)
         events = EngineEvents(progress, "aws")
         progress.start("aws", f"AWS: {len(spec.hosts)} hosts in {self.config.aws.region}", total=len(spec.hosts))
+        failed: auto.CommandError | None = None
         try:
             self._start_stopped(progress)
             plugin = f"v{importlib.metadata.version('pulumi_aws')}"
@@ -345,27 +385,57 @@ class AwsBackend(Backend):
                 stack.workspace.install_plugin("aws", plugin)
             except auto.CommandError as exc:
                 raise self._failure(f"plugin install aws {plugin}", exc, None) from None
-            values = {**spec_to_config(spec), **self._extra_config}
-            stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in values.items()})
-            result = stack.up(refresh=True, color="never", on_event=events)
-        except auto.CommandError as exc:
-            raise self._failure("up", exc, events) from None
+            self._set_config(stack, spec)
+            try:
+                # One host AWS refuses (capacity, a quota) must not stop the 29 others.
+                stack.up(refresh=True, continue_on_error=True, color="never", on_event=events)
+            except auto.ConcurrentUpdateError as exc:
+                raise self._failure("up", exc, events) from None
+            except auto.CommandError as exc:
+                failed = exc
         finally:
             progress.finish("aws")
-        order = {h.name: i for i, h in enumerate(spec.hosts)}
-        machines = self._machines_from_outputs(result.outputs)
-        return sorted(machines, key=lambda m: order.get(m.name, len(order)))
+        names = [h.name for h in spec.hosts]
+        broken = events.failed_hosts(names)
+        machines = self._wait_for_instances([n for n in names if n not in broken], progress)
+        if failed is not None:
+            if not machines:
+                raise self._failure("up", failed, events)
+            for name in names:
+                if name not in {m.name for m in machines}:
+                    self.failures[name] = f"AWS: {broken.get(name) or events.first_error() or 'not created'}"
+            progress.note(f"AWS: {len(self.failures)} host(s) could not be created "
+                          f"({', '.join(self.failures)}): the others go on; `classroom up` tries them again")
+        order = {name: i for i, name in enumerate(names)}
+        return sorted(self.wait_until_booted(machines, progress), key=lambda m: order.get(m.name, len(order)))
+
+    def _set_config(self, stack: auto.Stack, spec: ClassroomSpec) -> None:
+        values = {**spec_to_config(spec), **self._extra_config}
+        stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in values.items()})
+
+    def host_keys(self, names: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """Each host's own SSH key (made by the tool, kept in the state folder, the same after a
+        replacement): handed to the inline program in-process, never through the engine's argv."""
+        host_key = getattr(self.state, "host_key", None)
+        if host_key is None:  # a state without host keys: hosts make their own at first boot
+            return {}
+        keys = {}
+        for name in names:
+            key = host_key(name)
+            keys[name] = (key.private_openssh, key.public_line)
+        return keys
 
     def spec(self, hosts: list[HostSpec], admin_public_key: str,
-             progress: Progress = NULL_PROGRESS) -> ClassroomSpec:
+             progress: Progress = NULL_PROGRESS, replacing: tuple[str, ...] = ()) -> ClassroomSpec:
         """What `ensure` asks Pulumi for: the hosts asked for plus those the classroom already has
-        (a smaller --students never deletes a student's machine), a stable expiry and AMI."""
+        (a smaller --students never deletes a student's machine), a stable expiry, the current AMI
+        (running hosts keep theirs: only new and replaced hosts take it)."""
         meta = self._meta()
         wanted = [HostEntry(h.name, h.role, h.student) for h in hosts]
         names = {h.name for h in wanted}
         kept = [HostEntry(h["name"], h["role"], h.get("student")) for h in meta.get("hosts", [])
                 if h["name"] not in names]
-        if kept:
+        if kept and wanted:
             progress.note(f"keeping {', '.join(h.name for h in kept)} (not asked for any more; "
                           "`classroom down` removes everything)")
         now = self._now()
@@ -373,13 +443,15 @@ class AwsBackend(Backend):
         if expires_at is None or expires_at <= now + EXPIRY_MARGIN:
             expires_at = (now + self.config.ttl_delta).replace(second=0, microsecond=0)
         found = self.preflight_result
+        aws = self.config.aws
         return ClassroomSpec(
             name=self.config.name, hosts=tuple(wanted + kept), admin_public_key=admin_public_key.strip(),
-            expires_at=expires_at, instance_type=self.config.aws.instance_type,
-            allowed_cidr=self.config.aws.allowed_cidr, registry_mirror=self.config.registry_mirror,
-            ami=meta.get("ami") or (found.ami if found else None),
+            expires_at=expires_at, instance_type=aws.instance_type,
+            allowed_cidr=aws.allowed_cidr, registry_mirror=self.config.registry_mirror,
+            ami=(found.ami if found else None) or meta.get("ami"),
             availability_zone=meta.get("availability_zone") or (found.availability_zone if found else None),
-            disk_gb=DEFAULT_DISK_GB, region=self.config.aws.region)
+            disk_gb=DEFAULT_DISK_GB, region=aws.region, ports=tuple(self.config.port_ranges),
+            ephemeral_ports=aws.ephemeral_ports, replacing=replacing)
 
     def replace(self, host: HostSpec, admin_public_key: str,
                 progress: Progress = NULL_PROGRESS) -> Machine:
@@ -395,38 +467,148 @@ class AwsBackend(Backend):
                 stack = self._stack(create=False)
             except auto.StackNotFoundError:
                 raise BadInput(f"classroom {self.config.name} has no AWS stack: run `classroom up` first") from None
+            old = {m.machine_id for m in self.machines() if m.name == host.name}
+            # The replacement gets the current AMI and user-data; the other hosts keep theirs.
+            spec = self.spec([], admin_public_key, progress, replacing=(host.name,))
+            spec = dataclasses.replace(spec, ami=self._current_ami() or spec.ami)
+            self._set_config(stack, spec)
             urn = instance_urn(self.stack_name, host.name)
             events = EngineEvents(progress, "aws-replace")
             progress.start("aws-replace", f"AWS: replacing {host.name}", total=1)
             try:
-                result = stack.up(replace=[urn], target=[urn], color="never", on_event=events)
+                stack.up(replace=[urn], target=[urn], color="never", on_event=events)
             except auto.CommandError as exc:
                 raise self._failure(f"up --replace {host.name}", exc, events) from None
             finally:
                 progress.finish("aws-replace")
-        for machine in self._machines_from_outputs(result.outputs):
-            if machine.name == host.name:
-                return machine
-        raise ClassroomError(f"{host.name} is missing from the stack's outputs after its replacement")
+        # A targeted update leaves the stack's outputs as they were: the new instance's address
+        # comes from EC2, by tag, skipping the instance it replaced.
+        machines = self._wait_for_instances([host.name], progress, exclude=old - {None})
+        if not machines:
+            raise ClassroomError(f"{host.name}: EC2 shows no new instance after its replacement")
+        return self.wait_until_booted(machines, progress)[0]
+
+    def _current_ami(self) -> str | None:
+        """The AMI the public parameter names today (what a replaced host boots)."""
+        parameter = self._ami_parameter or ami_parameter(self.config.aws.instance_type)
+        ssm = self._factory(self.region)("ssm")
+        try:
+            return self._aws("read the current AMI", lambda: ssm.get_parameter(Name=parameter))["Parameter"]["Value"]
+        except ClassroomError:
+            return None  # the program resolves it itself
+
+    # --- waiting for real machines -----------------------------------------------------------------
+    def _wait_for_instances(self, names: list[str], progress: Progress,
+                            exclude: set[str] | frozenset[str] = frozenset()) -> list[Machine]:
+        """The hosts' instances, read from EC2 by tag. EC2 is eventually consistent: an instance
+        just created may be missing from DescribeInstances for a while, so ask again before giving up."""
+        wanted = set(names)
+        found: dict[str, Machine] = {}
+        for delay in (*DESCRIBE_RETRIES, None):
+            found = {m.name: m for m in self.machines(exclude=exclude)
+                     if m.name in wanted and m.state in ("running", "starting")}
+            if set(found) >= wanted or delay is None:
+                break
+            progress.note(f"AWS: waiting for EC2 to list {', '.join(sorted(wanted - set(found)))}")
+            self._sleep(delay)
+        return list(found.values())
+
+    def wait_until_booted(self, machines: list[Machine], progress: Progress) -> list[Machine]:
+        """Wait (shown as progress) until each host answers SSH and cloud-init is done, then hand it
+        the registry credentials. A host that does not is kept: provisioning then names its error."""
+        if not machines:
+            return machines
+        progress.start("aws-boot", f"AWS: waiting for {len(machines)} host(s) to boot (Docker install)",
+                       total=len(machines))
+        credentials = self.registry_credentials()
+
+        def boot(machine: Machine) -> Machine:
+            problem = self._boot(machine, credentials)
+            if problem:
+                progress.note(f"{machine.name}: {problem}")
+            progress.advance("aws-boot", detail=f"{machine.name}: {'ready' if not problem else 'not ready'}")
+            return machine
+
+        from ..ssh import in_parallel
+
+        outcomes = in_parallel(machines, boot)
+        progress.finish("aws-boot")
+        return [machine for machine, _result, _error in outcomes]
+
+    def _default_boot(self, machine: Machine, credentials: str | None) -> str | None:
+        """SSH, then `cloud-init status --wait`; None when the host is ready."""
+        from .. import ssh
+
+        if not machine.running:
+            return None
+        aws = self.config.aws
+        key = self.state.admin_key()
+        try:
+            connection = ssh.open_with_retry(ssh.admin_connection(machine, str(key.private_path)),
+                                             aws.ssh_seconds)
+        except ClassroomError as exc:
+            return f"no SSH after {aws.ssh_timeout} ({last_line(exc)})"
+        try:
+            result = ssh.run(connection, "cloud-init status --wait --long", timeout=int(aws.cloud_init_seconds))
+            if not result.ok:
+                return f"cloud-init did not finish well within {aws.cloud_init_timeout}: {last_line(result.stdout)}"
+            if credentials:
+                install_registry_auth(connection, credentials)
+            return None
+        finally:
+            connection.close()
+
+    def registry_credentials(self) -> str | None:
+        """`user:token` from the environment variable `registry_auth` names (never from a file)."""
+        value = os.environ.get(self.config.registry_auth, "").strip()
+        if not value:
+            return None
+        user, sep, token = value.partition(":")
+        if not (sep and user and token) or any(c.isspace() for c in value):
+            raise BadInput(f"{self.config.registry_auth}: must be user:token (a Docker Hub access token)")
+        return value
+
+    # --- expiry ----------------------------------------------------------------------------------
+    def set_expiry(self, expires_at: datetime) -> list[str]:
+        """Move the expiry of every running host in place: the `expires-at` tag its timer reads over
+        IMDSv2. The next `up` writes the same value into the stack."""
+        text = expires_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        machines = [m for m in self.machines() if m.machine_id]
+        if machines:
+            ec2 = self._ec2()
+            ids = [m.machine_id for m in machines]
+            self._aws("tag instances", lambda: ec2.create_tags(Resources=ids, Tags=[{"Key": EXPIRES_TAG,
+                                                                                    "Value": text}]))
+        self._save_meta(expires_at=text)
+        return [m.name for m in machines]
 
     def destroy(self, progress: Progress = NULL_PROGRESS) -> list[Leftover]:
-        """`pulumi destroy` (then the stack is removed); returns what the engine deleted."""
-        self._require_pulumi()
+        """`pulumi destroy` (then the stack is removed); returns what was deleted. Without a stack
+        (the state folder was lost), everything tagged with the classroom is deleted through EC2."""
         meta = self._meta()
         try:
-            stack = self._stack(create=False)
+            stack = self._stack(create=False) if self._has_engine() else None
         except auto.StackNotFoundError:
             stack = None
         events = EngineEvents(progress, "aws-destroy")
+        removed: list[Leftover] = []
         if stack is not None:
             progress.start("aws-destroy", f"AWS: destroying classroom {self.config.name}",
                            total=len(meta.get("hosts", [])) or None)
             try:
-                stack.destroy(refresh=True, remove=True, color="never", on_event=events)
+                stack.destroy(refresh=True, remove=True, continue_on_error=True, color="never", on_event=events)
             except auto.CommandError as exc:
                 raise self._failure("destroy", exc, events) from None
             finally:
                 progress.finish("aws-destroy")
+            removed = events.removed
+        elif self.leftovers(settle=False):
+            progress.start("aws-sweep", f"AWS: deleting what is tagged with classroom {self.config.name}")
+            try:
+                removed = self._aws("delete tagged resources", lambda: sweep(self._ec2(), self.config.name,
+                                                                             self._sleep, progress))
+            finally:
+                progress.finish("aws-sweep")
         if meta.get("started_at"):
             started = datetime.fromisoformat(meta["started_at"])
             hours = max((self._now() - started).total_seconds() / 3600, 0.0)
@@ -435,17 +617,33 @@ class AwsBackend(Backend):
                                   hours)
             progress.note(f"ran {hours:.1f} h; {spent.line()}")
         self.state.update_meta(**{META_KEY: {"region": self.region}})
-        return events.removed
+        return removed
 
-    def leftovers(self) -> list[Leftover]:
-        return self._aws("look for leftovers", lambda: find_leftovers(self._ec2(), self.config.name))
+    def _has_engine(self) -> bool:
+        """Whether the stack can be asked: a stack exists only where the engine ran. Without the
+        state folder (and its stack) the sweep needs no `pulumi` at all."""
+        if (self.state.path / WORK_DIR).exists() or os.environ.get("PULUMI_BACKEND_URL"):
+            self._require_pulumi()
+            return True
+        return False
 
-    def machines(self) -> list[Machine]:
+    def leftovers(self, settle: bool = True) -> list[Leftover]:
+        """What still carries the classroom's tags. Right after a deletion EC2 may still list
+        instances shutting down (and be late): ask again a few times before calling it a leftover."""
+        found = self._aws("look for leftovers", lambda: find_leftovers(self._ec2(), self.config.name))
+        for delay in SWEEP_RETRIES if settle else ():
+            if not found:
+                break
+            self._sleep(delay)
+            found = self._aws("look for leftovers", lambda: find_leftovers(self._ec2(), self.config.name))
+        return found
+
+    def machines(self, exclude: set[str] | frozenset[str] = frozenset()) -> list[Machine]:
         instances = self._aws("list instances", lambda: list(self._tagged_instances(LIVE_STATES)))
         best: dict[str, dict[str, Any]] = {}
         for instance in instances:
             host = _tags(instance).get("host")
-            if not host:
+            if not host or instance["InstanceId"] in exclude:
                 continue
             current = best.get(host)
             if current is None or _rank(instance) > _rank(current):
@@ -499,20 +697,6 @@ class AwsBackend(Backend):
             private_address=instance.get("PrivateIpAddress"), machine_id=instance["InstanceId"],
             admin_user="root")
 
-    @staticmethod
-    def _machines_from_outputs(outputs: dict[str, Any]) -> list[Machine]:
-        hosts = outputs.get("hosts")
-        entries = hosts.value if hosts is not None and hasattr(hosts, "value") else hosts or []
-        machines = []
-        for entry in entries:
-            address = entry.get("public_ip") or entry.get("public_dns") or ""
-            machines.append(Machine(
-                name=entry["name"], role=entry["role"], student=entry.get("student"),
-                state="running" if address else "failed", ssh_host=address, ssh_port=SSH_PORT,
-                public_host=address, public_port=SSH_PORT, private_address=entry.get("private_ip"),
-                machine_id=entry.get("instance_id"), admin_user="root"))
-        return machines
-
 
 def _tags(item: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in item.get("Tags", [])}
@@ -523,3 +707,81 @@ def _rank(instance: dict[str, Any]) -> tuple[int, float]:
     order = {"running": 4, "pending": 3, "stopping": 2, "stopped": 2, "shutting-down": 0}
     launched = instance.get("LaunchTime")
     return order.get(instance["State"]["Name"], 0), launched.timestamp() if launched else 0.0
+
+
+def install_registry_auth(connection: Any, credentials: str) -> None:
+    """Root's Docker credentials on a host (for its pulls), sent over SSH stdin: never in argv,
+    user-data, logs or the state folder."""
+    from .. import ssh
+
+    token = base64.b64encode(credentials.encode()).decode()
+    payload = json.dumps({"auths": {DOCKER_HUB: {"auth": token}}})
+    ssh.check(connection, REGISTRY_AUTH_COMMAND, stdin=payload, what="installing the registry credentials")
+
+
+def sweep(ec2: Any, classroom: str, sleep: Callable[[float], None] = time.sleep,
+          progress: Progress = NULL_PROGRESS) -> list[Leftover]:
+    """Delete everything tagged with the classroom, in the order EC2 allows: instances (and wait),
+    key pairs, security groups, subnets, route tables, internet gateways, VPCs, stray volumes.
+    For a classroom whose stack is lost: the tags are all that is left to go by."""
+    from botocore.exceptions import ClientError
+
+    tagged = [{"Name": "tag:classroom", "Values": [classroom]},
+              {"Name": "tag:managed-by", "Values": [MANAGED_BY]}]
+    removed: list[Leftover] = []
+
+    def retrying(call: Callable[[], Any]) -> None:
+        """Dependencies (an instance's network interface) go away a little after the instance."""
+        for delay in (*SWEEP_RETRIES, None):
+            try:
+                call()
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code.endswith("NotFound") or ".NotFound" in code:
+                    return
+                if code != "DependencyViolation" or delay is None:
+                    raise
+                sleep(delay)
+
+    ids = [i["InstanceId"] for page in ec2.get_paginator("describe_instances").paginate(
+        Filters=tagged + [{"Name": "instance-state-name", "Values": LIVE_STATES}])
+        for r in page["Reservations"] for i in r["Instances"]]
+    if ids:
+        progress.note(f"terminating {len(ids)} instance(s)")
+        ec2.terminate_instances(InstanceIds=ids)
+        ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 5, "MaxAttempts": 120})
+        removed += [Leftover("instance", i) for i in ids]
+    for key in ec2.describe_key_pairs(Filters=tagged)["KeyPairs"]:
+        retrying(lambda key=key: ec2.delete_key_pair(KeyName=key["KeyName"]))
+        removed.append(Leftover("key-pair", key["KeyName"]))
+    groups = ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]
+    for group in groups:  # rules that name another group would block its deletion
+        if group.get("IpPermissions"):
+            ec2.revoke_security_group_ingress(GroupId=group["GroupId"], IpPermissions=group["IpPermissions"])
+    for group in groups:
+        retrying(lambda group=group: ec2.delete_security_group(GroupId=group["GroupId"]))
+        removed.append(Leftover("security-group", group["GroupId"]))
+    for subnet in ec2.describe_subnets(Filters=tagged)["Subnets"]:
+        retrying(lambda subnet=subnet: ec2.delete_subnet(SubnetId=subnet["SubnetId"]))
+        removed.append(Leftover("subnet", subnet["SubnetId"]))
+    for table in ec2.describe_route_tables(Filters=tagged)["RouteTables"]:
+        for association in table.get("Associations", []):
+            if not association.get("Main"):
+                retrying(lambda a=association: ec2.disassociate_route_table(AssociationId=a["RouteTableAssociationId"]))
+        retrying(lambda table=table: ec2.delete_route_table(RouteTableId=table["RouteTableId"]))
+        removed.append(Leftover("route-table", table["RouteTableId"]))
+    for gateway in ec2.describe_internet_gateways(Filters=tagged)["InternetGateways"]:
+        for attachment in gateway.get("Attachments", []):
+            retrying(lambda g=gateway, a=attachment: ec2.detach_internet_gateway(
+                InternetGatewayId=g["InternetGatewayId"], VpcId=a["VpcId"]))
+        retrying(lambda g=gateway: ec2.delete_internet_gateway(InternetGatewayId=g["InternetGatewayId"]))
+        removed.append(Leftover("internet-gateway", gateway["InternetGatewayId"]))
+    for vpc in ec2.describe_vpcs(Filters=tagged)["Vpcs"]:
+        retrying(lambda vpc=vpc: ec2.delete_vpc(VpcId=vpc["VpcId"]))
+        removed.append(Leftover("vpc", vpc["VpcId"]))
+    for volume in ec2.describe_volumes(Filters=tagged)["Volumes"]:
+        if volume.get("State") == "available":
+            retrying(lambda v=volume: ec2.delete_volume(VolumeId=v["VolumeId"]))
+            removed.append(Leftover("volume", volume["VolumeId"]))
+    return removed
