@@ -81,14 +81,14 @@ def bench(nodes: int, managers: int, folder: Path) -> dict[str, float]:
         if report is None or not report.ok:
             raise SystemExit(f"formation failed: {report and [(n.name, n.error) for n in report.failed]}")
         figures["form"] = report.seconds
-        timed("again", lambda: converge_swarm(room.backend.machines(), key.private_path, managers))
-        status = timed("status", lambda: swarm_status(room.backend.machines(), key.private_path))
+        timed("again", lambda: converge_swarm(room.backend.machines(), room.admin_access(), managers))
+        status = timed("status", lambda: swarm_status(room.backend.machines(), room.admin_access()))
         if status.ready_nodes != nodes:
             raise SystemExit(f"status: {status.summary}")
         spec = next(h for h in room.planned_hosts() if h.name == f"swarm-{nodes}")
         machine = room.backend.replace(spec, key.public_line)
-        provision_host(machine, room.state.known_passwords(), key.private_path)
-        report = timed("replace", lambda: converge_swarm(room.backend.machines(), key.private_path, managers))
+        provision_host(machine, room.state.known_passwords(), room.admin_access())
+        report = timed("replace", lambda: converge_swarm(room.backend.machines(), room.admin_access(), managers))
         if not report.ok:
             raise SystemExit(f"rejoin failed: {[(n.name, n.error) for n in report.failed]}")
         return figures

@@ -4,7 +4,7 @@ find the course's images (by ID) and their exercises. One SSH session per host, 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import paramiko
 
@@ -12,7 +12,7 @@ from .backends.base import Machine
 from .errors import last_line
 from .exercises import CHECK_SCRIPT as EXERCISES_CHECK
 from .preload import IMAGES_FILE
-from .ssh import in_parallel, open_with_retry, run, student_connection
+from .ssh import HostKeyMismatch, in_parallel, open_with_retry, run, student_connection
 
 if TYPE_CHECKING:
     from .commands import Classroom
@@ -48,8 +48,8 @@ def check_user(machine: Machine, passwords: dict[str, str]) -> str | None:
     return min(passwords) if passwords else None
 
 
-def check_host(machine: Machine, passwords: dict[str, str], *, images: bool = False,
-               exercises: bool = False) -> tuple[dict[str, bool], str | None]:
+def check_host(machine: Machine, passwords: dict[str, str], host_keys: Mapping[str, str], *,
+               images: bool = False, exercises: bool = False) -> tuple[dict[str, bool], str | None]:
     checks = {"ssh": False, "docker": False}
     if images:
         checks["images"] = False
@@ -59,9 +59,13 @@ def check_host(machine: Machine, passwords: dict[str, str], *, images: bool = Fa
     user = check_user(machine, passwords)
     if user is None:
         return checks, "no student account known"
-    connection = student_connection(machine, user, passwords[user])
+    if machine.name not in host_keys:
+        return checks, "no host key known for it: `classroom up` gives it one"
+    connection = student_connection(machine, user, passwords[user], host_keys[machine.name])
     try:
         open_with_retry(connection, CHECK_CONNECT_SECONDS)
+    except HostKeyMismatch as exc:
+        return checks, exc.message
     except paramiko.AuthenticationException:
         return checks, f"{user}'s password is refused"
     except Exception as exc:  # any failure to connect is a failed check, reported per host
@@ -102,8 +106,9 @@ def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, s
                 ) -> dict[str, tuple[dict[str, bool], str | None]]:
     images = bool(room.config.images)
     exercises = room.config.exercises is not None
+    host_keys = room.state.host_keys()
     outcomes = in_parallel(
-        machines, lambda m: check_host(m, passwords, images=images, exercises=exercises),
+        machines, lambda m: check_host(m, passwords, host_keys, images=images, exercises=exercises),
         limit=max(len(machines), 1),  # one short session each: status of 30 hosts stays under 2 s
         on_done=(lambda m, _r, _e: on_done(m)) if on_done else None,
     )

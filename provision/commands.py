@@ -17,7 +17,7 @@ from .config import ClassroomConfig
 from .errors import BadInput, last_line
 from .progress import NULL_PROGRESS, Progress
 from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
-from .state import ClassroomState
+from .state import ClassroomState, fingerprint
 
 if TYPE_CHECKING:
     from .swarm import SwarmReport, SwarmStatus
@@ -76,14 +76,23 @@ class Classroom:
         machines = self.backend.machines() if machines is None else machines
         by_student = {m.student: m for m in machines if m.role == "student"}
         passwords = self.state.known_passwords()
+        host_keys = self.state.host_keys()
         entries = []
         for spec in self.planned_hosts():
             machine = by_student.get(spec.student) if spec.student else None
             if spec.student is None or machine is None or spec.student not in passwords:
                 continue
+            key = host_keys.get(machine.name)
             entries.append(RosterEntry(spec.student, machine.name, machine.public_host,
-                                       machine.public_port, spec.student, passwords[spec.student]))
+                                       machine.public_port, spec.student, passwords[spec.student],
+                                       fingerprint(key) if key else None))
         return entries
+
+    def admin_access(self):
+        """The tool's key and every host's pinned host key: what each SSH session needs."""
+        from .ssh import AdminAccess
+
+        return AdminAccess(self.state.admin_key().private_path, self.state.host_keys())
 
     def swarm_access(self, machines: list[Machine]) -> list[SwarmAccess]:
         return [SwarmAccess(m.name, m.role, m.public_host, m.public_port) for m in machines if m.role != "student"]
@@ -152,12 +161,13 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
         passwords = state.passwords(student_names(students))
         course = prepare_course(room)  # a missing image fails here, before any host exists
         machines = backend.ensure(hosts, key.public_line, room.progress)
-        reports = provision_hosts(room, machines, passwords, key.private_path, course)
+        access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
+        reports = provision_hosts(room, machines, passwords, access, course)
         present = {m.name for m in machines}
         reports += [HostReport(h.name, h.role, "-", 0, ok=False,
                                error=backend.failures.get(h.name, "the machine was not created"))
                     for h in hosts if h.name not in present]
-        swarm = converge_swarm(machines, key.private_path, config.swarm.managers, room.progress)
+        swarm = converge_swarm(machines, access, config.swarm.managers, room.progress)
         swarm.apply_to(reports)
         entries = room.roster(machines)
         sheet_files, sheets_dir = render_sheets(room, entries, machines)
@@ -246,7 +256,7 @@ def status(room: Classroom) -> StatusResult:
     swarm = None
     with ThreadPoolExecutor(1) as pool:  # the Swarm view (admin) while the students' checks run
         nodes = [m for m in present if m.role != "student" and m.running]
-        future = pool.submit(swarm_status, nodes, room.state.admin_key().private_path) if nodes else None
+        future = pool.submit(swarm_status, nodes, room.admin_access()) if nodes else None
         checked = check_hosts(room, present, passwords)
         swarm = future.result() if future else None
     hosts = []
@@ -334,7 +344,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         machines = {m.name: m for m in backend.machines()}
         swarm_specs = [spec for spec in specs if spec.is_swarm]
         if swarm_specs:  # hard only (refused above otherwise): hand managers' roles over first
-            release_nodes(list(machines.values()), key.private_path, [s.name for s in swarm_specs], room.progress)
+            release_nodes(list(machines.values()), room.admin_access(), [s.name for s in swarm_specs], room.progress)
         room.progress.start("reset", f"{'Replacing' if hard else 'Resetting'} {len(specs)} host(s)",
                             total=len(specs))
 
@@ -344,13 +354,13 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
             if hard or machine is None or not machine.running:
                 machine = backend.replace(spec, key.public_line)
             else:
-                connection = open_with_retry(admin_connection(machine, str(key.private_path)))
+                connection = open_with_retry(admin_connection(machine, room.admin_access()))
                 try:
                     wipe_student(connection, spec.student or "")
                 finally:
                     connection.close()
-            changes = provision_host(machine, passwords, key.private_path, course, backend, fresh_exercises=True)
-            checks, detail = check_host(machine, passwords, images=bool(course.images),
+            changes = provision_host(machine, passwords, room.admin_access(), course, backend, fresh_exercises=True)
+            checks, detail = check_host(machine, passwords, room.state.host_keys(), images=bool(course.images),
                                         exercises=course.exercises is not None)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
@@ -363,7 +373,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         for spec, report, error in outcomes:
             reports.append(report or ResetReport(spec.name, hard, False, 0.0, last_line(error)))
         if swarm_specs:
-            converge_swarm(backend.machines(), key.private_path, room.config.swarm.managers,
+            converge_swarm(backend.machines(), room.admin_access(), room.config.swarm.managers,
                            room.progress).apply_to(reports)
     return reports
 
@@ -387,10 +397,10 @@ def exec_on_hosts(room: Classroom, command: str, pattern: str = "*") -> list[Exe
     machines = [m for m in room.backend.machines() if fnmatch(m.name, pattern) and m.running]
     if not machines:
         raise BadInput(f"no running host of classroom {room.name!r} matches {pattern!r}")
-    key = room.state.admin_key()
+    access = room.admin_access()
 
     def run_one(machine: Machine) -> ExecResult:
-        connection = open_with_retry(admin_connection(machine, str(key.private_path)), 20)
+        connection = open_with_retry(admin_connection(machine, access), 20)
         try:
             result = run(connection, command, timeout=3600)
         finally:
@@ -410,7 +420,12 @@ def ssh_argv(room: Classroom, target: str) -> list[str]:
     if machine is None:
         raise BadInput(f"{spec.name} is not running: `classroom up` brings it back")
     key = room.state.admin_key()
-    # Hosts get new keys when replaced: do not pollute the trainer's known_hosts with them.
+    if spec.name not in room.state.host_keys():
+        raise BadInput(f"{spec.name} has no known host key in {room.state.path}: `classroom up` gives it one")
+    # The classroom's own known_hosts, looked up by host name (HostKeyAlias): the trainer's
+    # ~/.ssh/known_hosts is neither read nor written, and a mismatch stops ssh.
     return ["ssh", "-i", str(key.private_path), "-p", str(machine.ssh_port),
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={room.state.known_hosts_path}", "-o", f"HostKeyAlias={spec.name}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             f"{machine.admin_user}@{machine.ssh_host}"]

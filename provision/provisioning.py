@@ -8,7 +8,6 @@ transfers nothing and changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .accounts import ensure_accounts
@@ -17,7 +16,7 @@ from .errors import BadInput, last_line
 from .exercises import ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
-from .ssh import admin_connection, check, in_parallel, open_with_retry
+from .ssh import AdminAccess, admin_connection, check, in_parallel, open_with_retry
 
 if TYPE_CHECKING:
     from .commands import Classroom, HostReport
@@ -81,12 +80,12 @@ def ensure_engine(connection) -> bool:
     return out.strip() == "started"
 
 
-def provision_host(machine: Machine, passwords: dict[str, str], key_path: Path,
+def provision_host(machine: Machine, passwords: dict[str, str], access: AdminAccess,
                    course: Course | None = None, backend: Backend | None = None,
                    fresh_exercises: bool = False) -> list[str]:
     """Converge one host; returns what changed (empty when it was already right)."""
     course = course or Course()
-    connection = open_with_retry(admin_connection(machine, str(key_path)))
+    connection = open_with_retry(admin_connection(machine, access))
     try:
         changes = []
         if ensure_engine(connection):
@@ -124,7 +123,7 @@ def summarize_exercise_changes(lines: list[str]) -> list[str]:
 
 
 def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                    key_path: Path, course: Course | None = None) -> list[HostReport]:
+                    access: AdminAccess, course: Course | None = None) -> list[HostReport]:
     from .checks import check_hosts
     from .commands import HostReport
 
@@ -132,7 +131,7 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
     running = [m for m in machines if m.running]
     limit = room.config.preload.parallel
     progress.start("provision", f"Provisioning {len(running)} host(s)", total=len(running))
-    outcomes = in_parallel(running, lambda m: provision_host(m, passwords, key_path, course, room.backend),
+    outcomes = in_parallel(running, lambda m: provision_host(m, passwords, access, course, room.backend),
                            limit=limit,
                            on_done=lambda m, _r, _e: progress.advance("provision", detail=m.name))
     progress.finish("provision")

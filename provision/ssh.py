@@ -6,13 +6,16 @@ code that runs against cloud hosts.
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import paramiko
@@ -37,6 +40,26 @@ class RemoteError(ClassroomError):
     """A command failed on a host; the message names the host and the command's last words."""
 
 
+class HostKeyMismatch(RemoteError):
+    """The host answered with another key than the one this classroom made for it: not used."""
+
+
+@dataclass(frozen=True)
+class AdminAccess:
+    """What the tool needs to log into the classroom's hosts: its key, and each host's pinned
+    public host key (host name -> "ssh-ed25519 AAAA..."). Nothing connects without the latter."""
+
+    key_path: Path
+    host_keys: Mapping[str, str]
+
+    def host_key(self, machine: Machine) -> str:
+        try:
+            return self.host_keys[machine.name]
+        except KeyError:
+            raise HostKeyMismatch(f"{machine.name}: no host key is known for it in this classroom's "
+                                  "state folder: `classroom up` gives it one") from None
+
+
 @dataclass(frozen=True)
 class Result:
     ok: bool
@@ -50,21 +73,37 @@ def _config() -> Config:
     return Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
 
 
-def admin_connection(machine: Machine, key_path: str) -> Connection:
-    return Connection(
+def admin_connection(machine: Machine, access: AdminAccess) -> Connection:
+    connection = Connection(
         machine.ssh_host, port=machine.ssh_port, user=machine.admin_user, config=_config(),
         connect_timeout=10,
-        connect_kwargs={"key_filename": key_path, "look_for_keys": False, "allow_agent": False,
+        connect_kwargs={"key_filename": str(access.key_path), "look_for_keys": False, "allow_agent": False,
                         "banner_timeout": 15, "auth_timeout": 15},
     )
+    return pin_host_key(connection, machine, access.host_key(machine))
 
 
-def student_connection(machine: Machine, user: str, password: str) -> Connection:
-    return Connection(
+def student_connection(machine: Machine, user: str, password: str, host_key: str) -> Connection:
+    connection = Connection(
         machine.ssh_host, port=machine.ssh_port, user=user, config=_config(), connect_timeout=10,
         connect_kwargs={"password": password, "look_for_keys": False, "allow_agent": False,
                         "banner_timeout": 15, "auth_timeout": 15},
     )
+    return pin_host_key(connection, machine, host_key)
+
+
+def pin_host_key(connection: Connection, machine: Machine, public_line: str) -> Connection:
+    """Accept only `public_line` from this host: Fabric's default (AutoAddPolicy) would hand a
+    password to whoever answers. The key is filed under the address and port we dial, which is
+    what paramiko looks up; an address that changes (a replaced cloud host) keeps its key."""
+    kind, blob = public_line.split()[:2]
+    key = paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+    name = machine.ssh_host if machine.ssh_port == 22 else f"[{machine.ssh_host}]:{machine.ssh_port}"
+    client = connection.client
+    client.get_host_keys().clear()
+    client.get_host_keys().add(name, kind, key)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    return connection
 
 
 def open_with_retry(connection: Connection, deadline_seconds: float = CONNECT_RETRY_SECONDS) -> Connection:
@@ -80,6 +119,11 @@ def open_with_retry(connection: Connection, deadline_seconds: float = CONNECT_RE
             return connection
         except paramiko.AuthenticationException:
             raise
+        except paramiko.BadHostKeyException as exc:  # an answer, and a serious one: never retried
+            raise HostKeyMismatch(
+                f"{connection.host}:{connection.port}: the host key is not the one this classroom gave the host "
+                f"(got {exc.key.get_name()} {exc.key.fingerprint}, expected {exc.expected_key.fingerprint}): "
+                "not used. `classroom reset --hard` replaces a host that lost its key") from None
         except _RETRYABLE as exc:
             if time.monotonic() + delay > deadline:
                 raise RemoteError(f"{connection.host}:{connection.port}: SSH does not answer ({last_line(exc)})") \

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +25,12 @@ from typing import Any
 from .errors import ClassroomError, ExitCode
 
 KEY_FILE = "admin_key"
+HOST_KEYS_DIR = "host_keys"  # host_keys/<host>: each host's sshd key, made here, never on the host
+KNOWN_HOSTS_FILE = "known_hosts"  # "<host> ssh-ed25519 AAAA..." lines, for `ssh -o HostKeyAlias=<host>`
 ROSTER_FILE = "passwords.json"
 META_FILE = "classroom.json"
 LOCK_FILE = "lock"
+_HOST_KEYS_LOCK = threading.Lock()  # hosts are created in parallel: one writer of known_hosts at a time
 
 
 def state_root() -> Path:
@@ -61,6 +65,43 @@ class AdminKey:
     public_line: str  # "ssh-ed25519 AAAA... classroom-NAME"
 
 
+@dataclass(frozen=True)
+class HostKey:
+    """One host's SSH host key. Made on the trainer's side so that the tool (and students, from
+    the fingerprint on their sheet) can tell the real host from a machine in the middle, and so
+    that a replaced host (`reset --hard`) comes back with the same identity."""
+
+    host: str
+    private_openssh: str  # the ed25519 private key in OpenSSH format: sshd's HostKey file
+    public_line: str  # "ssh-ed25519 AAAA..."
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_line)
+
+
+def fingerprint(public_line: str) -> str:
+    """`SHA256:...` of an OpenSSH public key line, as `ssh` prints it when it first meets a host."""
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(public_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def _new_ed25519(comment: str = "") -> tuple[str, str]:
+    """A fresh ed25519 key pair: (OpenSSH private key text, public line)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return private, f"{public} {comment}".strip()
+
+
 class ClassroomState:
     def __init__(self, name: str, root: Path | None = None):
         self.name = name
@@ -76,17 +117,40 @@ class ClassroomState:
         private = self.path / KEY_FILE
         public = self.path / f"{KEY_FILE}.pub"
         if not private.exists():
-            from cryptography.hazmat.primitives import serialization
-            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                    serialization.NoEncryption())
-            line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                 serialization.PublicFormat.OpenSSH).decode()
+            pem, line = _new_ed25519(f"classroom-{self.name}")
             write_private(private, pem)
-            write_private(public, f"{line} classroom-{self.name}\n")
+            write_private(public, f"{line}\n")
         return AdminKey(private, public.read_text().strip())
+
+    # --- host keys -----------------------------------------------------------------------------
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.path / KNOWN_HOSTS_FILE
+
+    def host_key(self, host: str) -> HostKey:
+        """`host`'s SSH host key, made on first use and kept until `down`: a host replaced by
+        `reset --hard` gets the same one, so nobody sees "REMOTE HOST IDENTIFICATION HAS CHANGED"."""
+        private = self.path / HOST_KEYS_DIR / host
+        public = private.with_name(f"{host}.pub")
+        with _HOST_KEYS_LOCK:
+            if not private.exists():
+                (self.path / HOST_KEYS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
+                pem, line = _new_ed25519(host)
+                write_private(public, f"{line}\n")
+                write_private(private, pem)  # last: its presence means the pair is complete
+                self._write_known_hosts()
+        return HostKey(host, private.read_text(), " ".join(public.read_text().split()[:2]))
+
+    def host_keys(self) -> dict[str, str]:
+        """host name -> public key line, for every host key this classroom has made."""
+        folder = self.path / HOST_KEYS_DIR
+        if not folder.is_dir():
+            return {}
+        return {path.stem: " ".join(path.read_text().split()[:2]) for path in sorted(folder.glob("*.pub"))}
+
+    def _write_known_hosts(self) -> None:
+        lines = "".join(f"{host} {line}\n" for host, line in self.host_keys().items())
+        write_private(self.known_hosts_path, lines)
 
     # --- passwords ---------------------------------------------------------------------------
     def passwords(self, students: list[str]) -> dict[str, str]:

@@ -39,14 +39,13 @@ import shlex
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from fabric import Connection
 
 from .backends.base import Machine
 from .errors import ClassroomError, last_line
 from .progress import NULL_PROGRESS, Progress
-from .ssh import Result, admin_connection, in_parallel, open_with_retry, run
+from .ssh import AdminAccess, Result, admin_connection, in_parallel, open_with_retry, run
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +309,7 @@ def desired_manager_count(managers: int, nodes: int) -> int:
 
 
 # --- converge ---------------------------------------------------------------------------------------
-def converge_swarm(machines: list[Machine], key_path: Path, managers: int = 1,
+def converge_swarm(machines: list[Machine], access: AdminAccess, managers: int = 1,
                    progress: Progress = NULL_PROGRESS) -> SwarmReport:
     """Form the cluster, or repair it, so that every running Swarm node is in it and Ready.
 
@@ -328,7 +327,7 @@ def converge_swarm(machines: list[Machine], key_path: Path, managers: int = 1,
     manager_names = {n.name for n in nodes[:wanted]}
     progress.start("swarm", f"Swarm cluster ({len(nodes)} node(s))", total=len(nodes))
     try:
-        _open_and_inspect(nodes, key_path, secrets)
+        _open_and_inspect(nodes, access, secrets)
         try:
             _converge(nodes, manager_names, report, secrets, progress)
         except Exception as exc:  # no cluster at all: every node that is not done says why
@@ -357,14 +356,14 @@ def converge_swarm(machines: list[Machine], key_path: Path, managers: int = 1,
     return report
 
 
-def _open_and_inspect(nodes: list[_Node], key_path: Path, secrets: _Secrets,
+def _open_and_inspect(nodes: list[_Node], access: AdminAccess, secrets: _Secrets,
                       connect_seconds: float | None = None) -> None:
     def work(node: _Node) -> None:
         node.report = SwarmNodeReport(node.name, ok=False)
         if not node.machine.running:
             node.report.error = f"machine is {node.machine.state}"
             return
-        connection = admin_connection(node.machine, str(key_path))
+        connection = admin_connection(node.machine, access)
         if connect_seconds is None:
             open_with_retry(connection)
         else:
@@ -735,13 +734,13 @@ def _check(node: _Node, command: str, what: str, secrets: _Secrets | None = None
 
 
 # --- before a machine is replaced -----------------------------------------------------------------
-def release_node(machines: list[Machine], key_path: Path, name: str,
+def release_node(machines: list[Machine], access: AdminAccess, name: str,
                  progress: Progress = NULL_PROGRESS) -> list[str]:
     """`release_nodes` for one node."""
-    return release_nodes(machines, key_path, [name], progress)
+    return release_nodes(machines, access, [name], progress)
 
 
-def release_nodes(machines: list[Machine], key_path: Path, names: Iterable[str],
+def release_nodes(machines: list[Machine], access: AdminAccess, names: Iterable[str],
                   progress: Progress = NULL_PROGRESS) -> list[str]:
     """Prepare Swarm nodes for `reset --hard` (call it once, just before the `backend.replace`s).
 
@@ -764,7 +763,7 @@ def release_nodes(machines: list[Machine], key_path: Path, names: Iterable[str],
     progress.start("swarm-release", f"Preparing {', '.join(n.name for n in leaving)} for replacement",
                    total=None)
     try:
-        _open_and_inspect(nodes, key_path, secrets, connect_seconds=STATUS_CONNECT_SECONDS)
+        _open_and_inspect(nodes, access, secrets, connect_seconds=STATUS_CONNECT_SECONDS)
         staying = [n for n in nodes if n not in leaving and n.usable and n.local]
         managers = [n for n in nodes if n.usable and n.local and n.local.state == "active" and n.local.control]
         # Drive from a manager that stays one when there is one: the others are about to lose their role.
@@ -815,14 +814,14 @@ def release_nodes(machines: list[Machine], key_path: Path, names: Iterable[str],
 
 
 # --- status -------------------------------------------------------------------------------------------
-def swarm_status(machines: list[Machine], key_path: Path) -> SwarmStatus:
+def swarm_status(machines: list[Machine], access: AdminAccess) -> SwarmStatus:
     """Each node's Swarm state and availability, the manager that answers, the Ready count."""
     secrets = _Secrets()
     nodes = [_Node(m) for m in swarm_machines(machines)]
     if not nodes:
         return SwarmStatus(nodes=[])
     try:
-        _open_and_inspect(nodes, key_path, secrets, connect_seconds=STATUS_CONNECT_SECONDS)
+        _open_and_inspect(nodes, access, secrets, connect_seconds=STATUS_CONNECT_SECONDS)
         usable = [n for n in nodes if n.usable]
         managers = [n for n in usable if n.local and n.local.state == "active" and n.local.control]
         control, entries = None, []

@@ -117,7 +117,7 @@ class SwarmRoom:
     def converge(self):
         from provision.swarm import converge_swarm
 
-        report = converge_swarm(self.machines(), self.key.private_path, self.room.config.swarm.managers,
+        report = converge_swarm(self.machines(), self.room.admin_access(), self.room.config.swarm.managers,
                                 progress=self.progress)
         self.reports.append(report)
         if report.cluster_id:
@@ -130,10 +130,10 @@ class SwarmRoom:
         from provision.swarm import release_node
 
         if release:
-            self.notes += release_node(self.machines(), self.key.private_path, name, self.progress)
+            self.notes += release_node(self.machines(), self.room.admin_access(), name, self.progress)
         spec = next(h for h in self.room.planned_hosts() if h.name == name)
         machine = self.room.backend.replace(spec, self.key.public_line)
-        provision_host(machine, self.passwords, self.key.private_path)
+        provision_host(machine, self.passwords, self.room.admin_access())
         return self.converge()
 
     def student(self, user: str, node: str = "swarm-1"):
@@ -225,7 +225,7 @@ def test_converge_forms_a_cluster_of_three_ready_nodes(swarm):
     rows = assert_three_ready(swarm)  # `docker node ls` on swarm-1
     assert {r[0]: r[2] for r in rows} == {"swarm-1": "Leader", "swarm-2": "", "swarm-3": ""}
 
-    status = swarm_status(swarm.machines(), swarm.key.private_path)
+    status = swarm_status(swarm.machines(), swarm.room.admin_access())
     assert status.manager == "swarm-1" and status.manager_reachable
     assert status.ready_nodes == NODES and status.listed_nodes == NODES and not status.stale
     assert status.cluster_id == report.cluster_id == swarm.cluster_id()
@@ -326,7 +326,7 @@ def test_status_shows_availability_and_the_ready_count(swarm):
 
     swarm.exec("swarm-1", "docker node update --availability drain swarm-2")
     try:
-        status = swarm_status(swarm.machines(), swarm.key.private_path)
+        status = swarm_status(swarm.machines(), swarm.room.admin_access())
         node = status.node("swarm-2")
         assert node is not None and node.availability == "drain" and node.status == "ready"
         assert status.checks["swarm-2"] == {"swarm": True}  # drained is a state a lesson may want

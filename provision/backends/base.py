@@ -72,6 +72,11 @@ class Backend(ABC):
     def leftovers(self) -> list[Leftover]:
         """What of the classroom still exists: empty after a successful `destroy`."""
 
+    def repair_access(self, machine: Machine, admin_public_key: str) -> bool:
+        """Put the admin key back in root's authorized_keys without SSH, if this backend can
+        (a student who is root on their host may have removed it). False: it cannot."""
+        return False
+
     def upload(self, machine: Machine, local: Path, remote_path: str) -> bool:
         """Copy a file onto a host faster than SFTP, if this backend can; False means "use SFTP".
 

@@ -16,8 +16,9 @@ fi
 
 mkdir -p /run/sshd /root/.ssh
 chmod 0700 /root/.ssh
-# Host keys are made on first boot, so no two hosts share them.
-ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A >/dev/null
+# The host key is the classroom's, put here by `classroom` before the first start: never make
+# one here, or the tool (which pins it) would refuse the host.
+[ -s /etc/ssh/ssh_host_ed25519_key ] || { echo "no /etc/ssh/ssh_host_ed25519_key: not started by classroom?" >&2; exit 1; }
 
 /usr/local/sbin/classroom-start-docker || true
 exec /usr/sbin/sshd -D -e
