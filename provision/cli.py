@@ -72,6 +72,11 @@ def _room(ctx: typer.Context, *, check_paths: bool = False, **overrides):
     return Classroom.open(config)
 
 
+def _interactive() -> bool:
+    """Whether a person can answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
 def _require_existing(room) -> None:
     if not room.state.exists and not room.backend.machines():
         raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
@@ -110,7 +115,7 @@ def up(
                        f"run `classroom down` before creating it on {backend.value}")
 
     def confirm(cost_line: str) -> bool:
-        if not sys.stdin.isatty():
+        if not _interactive():
             raise BadInput(f"{cost_line}; add --yes to create these paid hosts")
         return typer.confirm(f"{cost_line}. Create them?", err=True)
 
@@ -354,16 +359,27 @@ def ssh(
 def down(
     ctx: typer.Context,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    backend: BackendChoice | None = typer.Option(
+        None, "--backend", help="Where the classroom runs, when its state folder is lost.",
+        show_default="where it was created, else the file's"),
 ) -> None:
-    """Destroy every host, volume and network of the classroom, then verify nothing is left."""
+    """Destroy every host, volume and network of the classroom, then verify nothing is left.
+
+    Lost the state folder? `classroom down --name NAME --backend aws` finds everything tagged
+    with the classroom in AWS, lists it and deletes it.
+    """
     from . import commands
     from .ui import RichProgress, console, out
 
-    room = _room(ctx)
+    room = _room(ctx, **{"--backend": backend.value if backend else None})
     if not yes:
-        if not sys.stdin.isatty():
+        if not _interactive():
             raise BadInput(f"`down` destroys classroom {room.name!r} and its students' work: add --yes to confirm")
-        if not typer.confirm(f"Destroy classroom {room.name!r} and everything on it?", err=True):
+        found = commands.down_preview(room)
+        for item in found:
+            out.print(f"  {item.kind} {item.name}", markup=False, highlight=False)
+        what = f"these {len(found)} resource(s) of classroom {room.name!r}" if found else f"classroom {room.name!r}"
+        if not typer.confirm(f"Destroy {what} and everything on it?", err=True):
             raise BadInput("nothing was destroyed")
     room.progress = RichProgress()
     with room.progress:
@@ -381,6 +397,35 @@ def down(
             console.print(f"[red]still there:[/] {item.kind} {item.name}")
         raise ClassroomError(f"{len(result.leftovers)} resource(s) of {room.name!r} are left: see above")
     out.print(f"[green]Verified: nothing of classroom {room.name!r} remains.[/]")
+
+
+# --- extend ----------------------------------------------------------------------------------------
+@app.command()
+def extend(
+    ctx: typer.Context,
+    duration: str = typer.Argument(..., metavar="DURATION", help="How much longer: 30m, 2h, 1d."),
+) -> None:
+    """Move the classroom's expiry: the new one is max(now, current expiry) + DURATION.
+
+    On aws every running host is told at once (it powers off, and is deleted, at its expiry);
+    the sheets show the new time. A local classroom has no enforced expiry (you remove it with
+    `classroom down`): only its record and sheets change.
+    """
+    from . import commands
+    from .config import parse_duration
+    from .ui import out
+
+    try:
+        delta = parse_duration(duration)
+    except ValueError as exc:
+        raise BadInput(f"DURATION: {exc}") from None
+    room = _room(ctx)
+    result = commands.extend(room, delta)
+    told = (f"{len(result.hosts)} host(s) told" if result.backend != "local"
+            else "local hosts enforce no expiry: remove them with `classroom down`")
+    out.print(f"classroom {result.classroom}: expires {result.expires_at:%Y-%m-%d %H:%M} UTC ({told}).")
+    if result.sheets_dir:
+        out.print(f"Access sheets updated: {result.sheets_dir / 'index.html'}")
 
 
 # --- entry point -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -295,6 +295,39 @@ def down(room: Classroom) -> DownResult:
         if not left:
             room.state.remove()
     return DownResult(room.name, removed, left, already_gone=not existed and not removed)
+
+
+def down_preview(room: Classroom) -> list[Leftover]:
+    """What `down` would delete, as found now (for the confirmation)."""
+    return room.backend.leftovers()
+
+
+# --- extend ----------------------------------------------------------------------------------------
+@dataclass
+class ExtendResult:
+    classroom: str
+    backend: str
+    previous: datetime | None
+    expires_at: datetime
+    hosts: list[str]  # the hosts told (none where the backend enforces no expiry)
+    sheets_dir: Path | None
+
+
+def extend(room: Classroom, duration: timedelta) -> ExtendResult:
+    """Move the classroom's expiry to max(now, current expiry) + duration: on every host that
+    enforces it (aws), in the state, and on the sheets."""
+    if not room.state.exists:
+        raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+    with room.state.lock("extend"):
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        previous = room.expires_at()
+        expires_at = max(now, previous) + duration if previous else now + duration
+        hosts = room.backend.set_expiry(expires_at)
+        room.state.update_meta(expires_at=expires_at.isoformat(timespec="seconds"))
+        sheets_dir = None
+        if room.state.known_passwords():
+            _files, sheets_dir = render_sheets(room)
+    return ExtendResult(room.name, room.backend_name, previous, expires_at, hosts, sheets_dir)
 
 
 # --- reset -----------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ GP3_GB_MONTH: dict[str, float] = {
 }
 DEFAULT_GP3_GB_MONTH = 0.0952  # the dearest of the table, when the region is not in it
 PUBLIC_IPV4_HOUR = 0.005  # every public IPv4 address, since 2024-02-01
+# What the estimate leaves out. Burstable hosts run with `standard` CPU credits (stacks/), so
+# no "unlimited" surplus credits are ever charged; data sent out to the Internet is billed per GB.
+EXCLUDES = "excludes data transfer out, billed per GB"
 HOURS_PER_MONTH = 730
 
 
@@ -73,10 +76,10 @@ class Estimate:
         if not self.known:
             return (f"cost: unknown for {what} (no price for {self.instance_type} in the table of "
                     f"{PRICES_AS_OF}; storage and addresses alone ${self.per_hour:.2f}/h, "
-                    f"${self.total:.2f} for {self.hours:g} h): see {PRICING_URL}")
+                    f"${self.total:.2f} for {self.hours:g} h; {EXCLUDES}): see {PRICING_URL}")
         extra = f"; {self.note}" if self.note else ""
         return (f"cost: about ${self.per_hour:.2f}/h for {what}, ${self.total:.2f} for {self.hours:g} h "
-                f"(list prices of {PRICES_AS_OF}{extra})")
+                f"(list prices of {PRICES_AS_OF}{extra}; {EXCLUDES})")
 
 
 def instance_price(instance_type: str, region: str) -> tuple[float | None, str]:

@@ -54,3 +54,9 @@ def test_the_table_is_dated_and_negative_input_refused():
     assert date.fromisoformat(cost.PRICES_AS_OF) <= date.today()
     with pytest.raises(ValueError):
         cost.estimate("t3.small", "eu-west-3", hosts=-1)
+
+
+def test_the_estimate_says_what_it_excludes():
+    """Item 9 of issue 9: a trainer reading the line knows data transfer is not in it."""
+    for result in (cost.estimate("t3.small", "eu-west-3", 30, 20, 8), cost.estimate("x9z.mega", "eu-west-3", 3)):
+        assert "excludes data transfer out" in result.line()

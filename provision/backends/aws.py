@@ -76,6 +76,9 @@ SWEEP_RETRIES = (5, 10, 20, 30, 60)  # after a deletion: instances shutting down
 REGISTRY_AUTH_COMMAND = ("umask 077 && mkdir -p /root/.docker && cat > /root/.docker/config.json.new "
                          "&& mv /root/.docker/config.json.new /root/.docker/config.json")
 DOCKER_HUB = "https://index.docker.io/v1/"
+EXPOSED_WARNING = ("warning: aws.allowed_cidr is 0.0.0.0/0: every host's SSH (passwords) and published ports "
+                   "are open to the whole Internet; set aws.allowed_cidr to your school's network "
+                   "(e.g. 203.0.113.0/24) in the classroom file")
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 MACHINE_STATES = {"pending": "starting", "running": "running", "stopping": "stopped",
@@ -173,6 +176,13 @@ class EngineEvents:
                     self.host_errors[where] = text
 
 
+def exposed(cidr: str) -> bool:
+    """Whether allowed_cidr is the whole Internet (0.0.0.0/0 or ::/0)."""
+    import ipaddress
+
+    return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
+
+
 def find_leftovers(ec2: Any, classroom: str) -> list[Leftover]:
     """Everything in the region that carries this classroom's tags and still exists."""
     tagged = [{"Name": "tag:classroom", "Values": [classroom]},
@@ -241,6 +251,7 @@ class AwsBackend(Backend):
         self._sleep = sleep
         self._boot = boot or self._default_boot
         self.failures: dict[str, str] = {}
+        self._destroyed = False  # then `leftovers` waits for EC2 to catch up
         self.preflight_result: aws_preflight.PreflightResult | None = None
 
     # --- places and settings -----------------------------------------------------------------
@@ -367,6 +378,8 @@ class AwsBackend(Backend):
         if self.preflight_result is not None:
             for warning in self.preflight_result.warnings:
                 progress.note(warning)
+        if exposed(self.config.aws.allowed_cidr):
+            progress.note(EXPOSED_WARNING)
         self._save_meta(region=self.config.aws.region, hosts=[h.as_dict() for h in spec.hosts],
                         expires_at=spec.expires_at_text, ami=spec.ami,
                         availability_zone=spec.availability_zone, instance_type=spec.instance_type,
@@ -416,12 +429,9 @@ class AwsBackend(Backend):
     def host_keys(self, names: Iterable[str]) -> dict[str, tuple[str, str]]:
         """Each host's own SSH key (made by the tool, kept in the state folder, the same after a
         replacement): handed to the inline program in-process, never through the engine's argv."""
-        host_key = getattr(self.state, "host_key", None)
-        if host_key is None:  # a state without host keys: hosts make their own at first boot
-            return {}
         keys = {}
         for name in names:
-            key = host_key(name)
+            key = self.state.host_key(name)
             keys[name] = (key.private_openssh, key.public_line)
         return keys
 
@@ -542,10 +552,9 @@ class AwsBackend(Backend):
         if not machine.running:
             return None
         aws = self.config.aws
-        key = self.state.admin_key()
+        access = ssh.AdminAccess(self.state.admin_key().private_path, self.state.host_keys())
         try:
-            connection = ssh.open_with_retry(ssh.admin_connection(machine, str(key.private_path)),
-                                             aws.ssh_seconds)
+            connection = ssh.open_with_retry(ssh.admin_connection(machine, access), aws.ssh_seconds)
         except ClassroomError as exc:
             return f"no SSH after {aws.ssh_timeout} ({last_line(exc)})"
         try:
@@ -602,7 +611,7 @@ class AwsBackend(Backend):
             finally:
                 progress.finish("aws-destroy")
             removed = events.removed
-        elif self.leftovers(settle=False):
+        elif self.leftovers():
             progress.start("aws-sweep", f"AWS: deleting what is tagged with classroom {self.config.name}")
             try:
                 removed = self._aws("delete tagged resources", lambda: sweep(self._ec2(), self.config.name,
@@ -616,6 +625,7 @@ class AwsBackend(Backend):
                                   len(meta.get("hosts", [])), int(meta.get("disk_gb") or DEFAULT_DISK_GB),
                                   hours)
             progress.note(f"ran {hours:.1f} h; {spent.line()}")
+        self._destroyed = True
         self.state.update_meta(**{META_KEY: {"region": self.region}})
         return removed
 
@@ -627,11 +637,11 @@ class AwsBackend(Backend):
             return True
         return False
 
-    def leftovers(self, settle: bool = True) -> list[Leftover]:
+    def leftovers(self) -> list[Leftover]:
         """What still carries the classroom's tags. Right after a deletion EC2 may still list
-        instances shutting down (and be late): ask again a few times before calling it a leftover."""
+        instances shutting down (and be late): then ask again a few times before calling it a leftover."""
         found = self._aws("look for leftovers", lambda: find_leftovers(self._ec2(), self.config.name))
-        for delay in SWEEP_RETRIES if settle else ():
+        for delay in SWEEP_RETRIES if self._destroyed else ():
             if not found:
                 break
             self._sleep(delay)

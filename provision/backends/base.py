@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from ..progress import NULL_PROGRESS, Progress
@@ -71,6 +72,11 @@ class Backend(ABC):
     @abstractmethod
     def leftovers(self) -> list[Leftover]:
         """What of the classroom still exists: empty after a successful `destroy`."""
+
+    def set_expiry(self, expires_at: datetime) -> list[str]:
+        """Move the expiry the hosts enforce themselves; returns the hosts told. A backend whose
+        hosts enforce none (local: the trainer removes them with `down`) tells nobody."""
+        return []
 
     def repair_access(self, machine: Machine, admin_public_key: str) -> bool:
         """Put the admin key back in root's authorized_keys without SSH, if this backend can
