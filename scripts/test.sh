@@ -20,7 +20,8 @@ if [ "${1:-}" = "--setup-only" ]; then setup_only=true; shift; fi
 bash scripts/setup-engine.sh
 
 # 2. What the tests use besides Python: a static busybox (a 2 MB image built FROM scratch,
-#    since nothing can be pulled) and an ssh client.
+#    since nothing can be pulled), an ssh client, and cloud-init and shellcheck (the aws hosts'
+#    user-data is checked against cloud-init's schema, its scripts with shellcheck).
 missing=()
 if [ ! -x /bin/busybox ]; then
   missing+=(busybox-static)
@@ -28,6 +29,8 @@ elif command -v file >/dev/null 2>&1 && ! file -b /bin/busybox | grep -q 'static
   missing+=(busybox-static)  # Debian's plain `busybox` is dynamic: useless in a FROM scratch image
 fi
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+command -v cloud-init >/dev/null 2>&1 || missing+=(cloud-init)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]}"

@@ -91,7 +91,14 @@ def deploy(config: dict[str, str]) -> tuple[dict, list]:
 
 
 class FakePulumi(PulumiCommand):
-    """Stands in for the `pulumi` binary behind the Automation API."""
+    """Stands in for the `pulumi` binary behind the Automation API.
+
+    Its `up` runs the real program under mocks with the stack's configuration, then does to EC2
+    (moto) what the engine would: launches each host's instance with the tags the program gave
+    it, replaces the hosts named by `--replace`, retags the others. `fail_hosts` are hosts AWS
+    refuses: without `--continue-on-error` nothing more is created after one fails (the engine
+    starts no new operation), with it the others are. Like the real engine, a targeted update
+    leaves the stack's outputs as they were. `destroy` terminates the instances, except `leave`."""
 
     def __init__(self) -> None:  # no `pulumi version` subprocess
         self.command = "pulumi"
@@ -99,6 +106,8 @@ class FakePulumi(PulumiCommand):
         self.calls: list[tuple[list[str], str, dict[str, str]]] = []
         self.stacks: dict[str, dict] = {}
         self.fail_up: str | None = None
+        self.fail_hosts: dict[str, str] = {}
+        self.leave: set[str] = set()
 
     # what the tests look at
     def commands(self, *prefix: str) -> list[list[str]]:
@@ -124,23 +133,15 @@ class FakePulumi(PulumiCommand):
                     key, _, text = value.partition("=")
                     config[key] = text
         elif argv[:1] == ["up"]:
-            state = self.stacks[stack]
-            if self.fail_up:
-                self._emit(argv, [{"diagnosticEvent": {"message": self.fail_up + "\n", "color": "never",
-                                                       "severity": "error", "urn": _urn("student-01")}}])
-                return self._fail("error: update failed")
-            replaced = [argv[i + 1] for i, a in enumerate(argv) if a == "--replace"]
-            outputs, resources = deploy(state["config"])
-            events = [{"resOutputsEvent": {"metadata": {
-                "op": "replace" if _urn(r.name) in replaced else "create", "urn": _urn(r.name),
-                "type": r.typ, "provider": ""}}} for r in resources if r.typ == INSTANCE]
-            self._emit(argv, events)
-            state.update(outputs=outputs, resources=resources)
+            return self._up(argv, stack)
         elif argv[:1] == ["destroy"]:
             state = self.stacks[stack]
             self._emit(argv, [{"resOutputsEvent": {"metadata": {
                 "op": "delete", "urn": _urn(r.name, r.typ), "type": r.typ, "provider": ""}}}
                 for r in state["resources"]])
+            doomed = [i["InstanceId"] for i in _live(stack, state["config"]) if _host(i) not in self.leave]
+            if doomed:
+                _ec2(state["config"]).terminate_instances(InstanceIds=doomed)
             state.update(outputs={}, resources=[])
         elif argv[:2] == ["stack", "output"]:
             return CommandResult(json.dumps(self.stacks[stack]["outputs"]), "", 0)
@@ -148,6 +149,50 @@ class FakePulumi(PulumiCommand):
             return CommandResult(json.dumps([{
                 "kind": "update", "startTime": "2030-03-01T09:00:00.000Z", "message": "", "environment": {},
                 "config": {}, "result": "succeeded", "endTime": "2030-03-01T09:00:01.000Z", "version": 1}]), "", 0)
+        return CommandResult("", "", 0)
+
+    def _up(self, argv: list[str], stack: str):
+        state = self.stacks[stack]
+        config = state["config"]
+        if self.fail_up:
+            self._emit(argv, [{"diagnosticEvent": {"message": self.fail_up + "\n", "color": "never",
+                                                   "severity": "error", "urn": _urn("student-01")}}])
+            return self._fail("error: update failed")
+        replaced = [argv[i + 1] for i, a in enumerate(argv) if a == "--replace"]
+        targets = {argv[i + 1].rsplit("::", 1)[-1] for i, a in enumerate(argv) if a == "--target"}
+        outputs, resources = deploy(config)
+        ec2 = _ec2(config)
+        live = {_host(i): i["InstanceId"] for i in _live(stack, config)}
+        events, failed = [], []
+        for resource in (r for r in resources if r.typ == INSTANCE):
+            name = resource.name
+            if targets and name not in targets:
+                continue
+            if name in self.fail_hosts or (failed and "--continue-on-error" not in argv):
+                if name in self.fail_hosts:
+                    failed.append(name)
+                    events.append({"diagnosticEvent": {"message": self.fail_hosts[name] + "\n", "color": "never",
+                                                       "severity": "error", "urn": _urn(name)}})
+                continue
+            tags = [{"Key": k, "Value": v} for k, v in resource.inputs["tags"].items()]
+            op = "same"
+            if _urn(name) in replaced and name in live:
+                ec2.terminate_instances(InstanceIds=[live.pop(name)])
+                op = "replace"
+            if name in live:
+                ec2.create_tags(Resources=[live[name]], Tags=tags)  # tags change in place
+            else:
+                ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.small",
+                                  TagSpecifications=[{"ResourceType": kind, "Tags": tags}
+                                                     for kind in ("instance", "volume")])
+                op = "replace" if op == "replace" else "create"
+            events.append({"resOutputsEvent": {"metadata": {"op": op, "urn": _urn(name), "type": INSTANCE,
+                                                            "provider": ""}}})
+        self._emit(argv, events)
+        if not targets:  # a targeted update leaves the outputs stale, as the engine does
+            state.update(outputs=outputs, resources=resources)
+        if failed:
+            return self._fail("error: update failed")
         return CommandResult("", "", 0)
 
     @staticmethod
@@ -163,6 +208,21 @@ class FakePulumi(PulumiCommand):
             stream = (events_pb2.EventRequest(event=json.dumps({"sequence": i, "timestamp": 0, **e}))
                       for i, e in enumerate(events))
             events_pb2_grpc.EventsStub(channel).StreamEvents(stream)
+
+
+def _ec2(config: dict[str, str]):
+    return boto3.client("ec2", region_name=config.get("aws:region") or REGION)
+
+
+def _host(instance: dict) -> str:
+    return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}.get("host", "")
+
+
+def _live(stack: str, config: dict[str, str]) -> list[dict]:
+    filters = [{"Name": "tag:classroom", "Values": [config.get("classroom:name") or stack]},
+               {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    reservations = _ec2(config).describe_instances(Filters=filters)["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
 
 
 def _urn(name: str, typ: str = INSTANCE) -> str:
@@ -219,10 +279,25 @@ def moto_clients(region: str):
     return client
 
 
+class Boots:
+    """Stands in for waiting until a host boots (the hosts cannot be reached from here): records
+    each host and the registry credentials it would be handed."""
+
+    def __init__(self, problems: dict[str, str] | None = None) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+        self.problems = problems or {}
+
+    def __call__(self, machine, credentials):
+        self.calls.append((machine.name, credentials))
+        return self.problems.get(machine.name)
+
+
 def make_backend(tmp_path, config=None, engine=None, **kwargs) -> tuple[AwsBackend, FakePulumi]:
     engine = engine or FakePulumi()
     config = config or make_config()
     state = ClassroomState(config.name, root=tmp_path / "state")
+    kwargs.setdefault("boot", Boots())
+    kwargs.setdefault("sleep", lambda seconds: None)
     backend = AwsBackend(config, state, pulumi_command=engine, clients=moto_clients,
                          now=kwargs.pop("now", lambda: NOW), **kwargs)
     return backend, engine
@@ -248,8 +323,9 @@ def test_missing_pulumi_binary_is_one_line_and_nothing_is_created(tmp_path):
     state = ClassroomState("demo", root=tmp_path / "state")
     backend = AwsBackend(config, state, clients=no_aws, which=lambda name: None)
     hosts = plan_hosts(config)
+    # (`destroy` without a state folder needs no engine: it sweeps by tag, see the sweep tests)
     for attempt in (lambda: backend.preflight(hosts), lambda: backend.ensure(hosts, KEY),
-                    lambda: backend.replace(hosts[0], KEY), backend.destroy):
+                    lambda: backend.replace(hosts[0], KEY)):
         with pytest.raises(BadInput) as caught:
             attempt()
         assert str(caught.value) == NO_PULUMI
@@ -297,24 +373,29 @@ def test_ensure_hands_the_engine_the_classroom_as_config(aws_env, tmp_path):
     (up,) = engine.commands("up")
     assert up[:3] == ["up", "--yes", "--skip-preview"]
     assert "--refresh" in up and up[up.index("--color") + 1] == "never"
+    assert "--continue-on-error" in up  # one host AWS refuses does not stop the others
     assert up[up.index("--exec-kind") + 1] == "auto.inline" and "--event-log" in up
     assert "--target" not in up and "--replace" not in up
     assert up[-2:] == ["--stack", "demo"]
 
-    # the machines come from the stack's outputs, in plan order
+    # the machines are read back from EC2 by tag (not from outputs), in plan order, once booted
     assert [m.name for m in machines] == ["student-01", "student-02", "student-03", "swarm-1", "swarm-2"]
     first = machines[0]
     assert (first.role, first.student, first.state, first.ssh_port, first.admin_user) == \
         ("student", "student-01", "running", 22, "root")
-    assert first.ssh_host.startswith("203.0.113.") and first.public_host == first.ssh_host
-    assert first.private_address.startswith("10.42.0.") and first.machine_id == "i-student-01"
+    described = {_host(i): i for i in _live("demo", {"aws:region": REGION})}
+    assert first.ssh_host == described["student-01"]["PublicIpAddress"] and first.public_host == first.ssh_host
+    assert first.machine_id == described["student-01"]["InstanceId"]
+    assert first.private_address == described["student-01"]["PrivateIpAddress"]
     assert machines[3].student is None and machines[3].role == "swarm-manager"
+    assert [name for name, _ in backend._boot.calls] == [m.name for m in machines]
+    assert ("start", "aws-boot", "AWS: waiting for 5 host(s) to boot (Docker install)", 5) in progress.steps
 
     # engine events became progress: one step per host, then done
     assert ("start", "aws", "AWS: 5 hosts in eu-west-3", 5) in progress.steps
-    advanced = [s for s in progress.steps if s[0] == "advance" and s[2] == 1]
+    advanced = [s for s in progress.steps if s[0] == "advance" and s[1] == "aws" and s[2] == 1]
     assert sorted(s[3] for s in advanced) == sorted(f"{m.name}: create" for m in machines)
-    assert progress.steps[-1] == ("finish", "aws")
+    assert ("finish", "aws") in progress.steps and progress.steps[-1] == ("finish", "aws-boot")
     # and the cost, before anything was created
     assert progress.notes[0].startswith("cost: about $") and "5 × t3.small in eu-west-3" in progress.notes[0]
 
@@ -458,7 +539,11 @@ def test_replace_targets_exactly_one_instance_urn(aws_env, tmp_path):
     assert [replace_up[i + 1] for i, a in enumerate(replace_up) if a == "--replace"] == [urn]
     assert [replace_up[i + 1] for i, a in enumerate(replace_up) if a == "--target"] == [urn]
     assert "--refresh" not in replace_up
-    assert len(engine.commands("config", "set-all")) == 1  # the stack's config is left as it is
+    first, second = (dict(a.split("=", 1) for a in args if "=" in a and a.startswith("classroom:"))
+                     for args in engine.commands("config", "set-all"))
+    assert first["classroom:replacing"] == "" and second["classroom:replacing"] == "student-02"
+    assert {k: v for k, v in second.items() if k != "classroom:replacing"} == \
+        {k: v for k, v in first.items() if k != "classroom:replacing"}  # same hosts, expiry, ports
     assert machine.name == "student-02" and machine.student == "student-02" and machine.ssh_host
     assert ("advance", "aws-replace", 1, "student-02: replace") in progress.steps
 
