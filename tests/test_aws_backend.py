@@ -741,3 +741,224 @@ def test_end_to_end_with_the_real_engine(tmp_path, monkeypatch):
         if server is not None:
             server.stop()
     assert left == []
+
+
+# --- issue 9: what only a real run would show, through the stand-ins -------------------------------
+def test_one_host_aws_refuses_does_not_stop_the_others(aws_env, tmp_path):
+    """Item 4: with continue-on-error the other hosts are made; the failed one is named with AWS's
+    reason in `failures`, and the next `up` retries it."""
+    backend, engine = make_backend(tmp_path, make_config(students=3))
+    engine.fail_hosts = {"student-02": "creating EC2 Instance: InsufficientInstanceCapacity: no t3.small in eu-west-3a"}
+    progress = RecordingProgress()
+    machines = backend.ensure(plan_hosts(backend.config), KEY, progress)
+    assert [m.name for m in machines] == ["student-01", "student-03"]
+    assert backend.failures == {"student-02": "AWS: creating EC2 Instance: InsufficientInstanceCapacity: "
+                                              "no t3.small in eu-west-3a"}
+    assert any("could not be created (student-02)" in note for note in progress.notes)
+
+    engine.fail_hosts = {}
+    again, _ = make_backend(tmp_path, make_config(students=3), engine=engine)
+    assert [m.name for m in again.ensure(plan_hosts(again.config), KEY)] == ["student-01", "student-02", "student-03"]
+    assert again.failures == {}
+
+
+def test_without_continue_on_error_one_failure_would_leave_no_host(aws_env, tmp_path, monkeypatch):
+    """Item 4's stand-in is faithful: drop the flag and nobody gets a host (what the review saw)."""
+    import pulumi.automation as auto
+
+    real_up = auto.Stack.up
+    monkeypatch.setattr(auto.Stack, "up", lambda self, **kw: real_up(self, **{**kw, "continue_on_error": False}))
+    backend, engine = make_backend(tmp_path, make_config(students=3))
+    engine.fail_hosts = {"student-01": "creating EC2 Instance: InsufficientInstanceCapacity"}
+    with pytest.raises(ClassroomError, match="pulumi up failed: student-01: creating EC2 Instance"):
+        backend.ensure(plan_hosts(backend.config), KEY)
+
+
+def hide_new_instances(ec2, known: set[str], times: int) -> list[int]:
+    """EC2's eventual consistency: the next `times` DescribeInstances answers that would list an
+    instance other than the `known` ones omit it."""
+    left = [times]
+
+    def lagging(parsed, **_):
+        new = [i for r in parsed.get("Reservations", []) for i in r["Instances"] if i["InstanceId"] not in known]
+        if left[0] <= 0 or not new:
+            return
+        left[0] -= 1
+        for reservation in parsed["Reservations"]:
+            reservation["Instances"] = [i for i in reservation["Instances"] if i["InstanceId"] in known]
+
+    ec2.meta.events.register("after-call.ec2.DescribeInstances", lagging)
+    return left
+
+
+def test_the_new_hosts_address_comes_from_ec2_even_when_ec2_is_late(aws_env, tmp_path):
+    """Item 5: after a targeted replace the stack's outputs are stale; the replacement's address is
+    read from EC2 by tag, asking again while EC2 does not list it yet."""
+    sleeps: list[float] = []
+    backend, engine = make_backend(tmp_path, make_config(students=2), sleep=sleeps.append)
+    hosts = plan_hosts(backend.config)
+    old = {m.name: m for m in backend.ensure(hosts, KEY)}
+    stale = engine.stacks["demo"]["outputs"]["hosts"]
+    hidden = hide_new_instances(backend._ec2(), {m.machine_id for m in old.values()}, times=2)
+    machine = backend.replace(hosts[1], KEY)
+    assert hidden == [0] and len(sleeps) >= 2  # it asked again
+    new = next(i for i in _live("demo", {"aws:region": REGION}) if _host(i) == "student-02")
+    assert machine.machine_id == new["InstanceId"] != old["student-02"].machine_id
+    assert machine.ssh_host == new["PublicIpAddress"]
+    assert machine.ssh_host not in {h["public_ip"] for h in stale}
+
+
+def test_a_replaced_host_gets_the_current_ami_and_its_user_data(aws_env, tmp_path):
+    """Item 2: the replacement is made from the current AMI (the other hosts keep theirs)."""
+    ssm = boto3.client("ssm", region_name=REGION)
+    ssm.put_parameter(Name="/classroom-test/debian", Value="ami-0first", Type="String")
+    backend, engine = make_backend(tmp_path, ami_parameter="/classroom-test/debian")
+    backend.preflight_result = type("Found", (), {"ami": "ami-0first", "availability_zone": None, "warnings": ()})()
+    backend.ensure(plan_hosts(backend.config), KEY)
+    ssm.put_parameter(Name="/classroom-test/debian", Value="ami-0newer", Type="String", Overwrite=True)
+    again, _ = make_backend(tmp_path, engine=engine, ami_parameter="/classroom-test/debian")
+    again.replace(plan_hosts(again.config)[0], KEY)
+    config = config_of(engine)
+    assert config["classroom:ami"] == "ami-0newer" and config["classroom:replacing"] == "student-01"
+    _outputs, resources = deploy(engine.stacks["demo"]["config"])
+    assert {r.name: r.inputs["ami"] for r in resources if r.typ == INSTANCE} == \
+        {"student-01": "ami-0newer", "student-02": "ami-0newer"}  # only student-01 takes it (see test_aws_stack)
+
+
+def test_extend_retags_every_running_host_in_place(aws_env, tmp_path):
+    """Item 2: the expiry moves on running hosts (the tag their timer reads), no replacement."""
+    backend, engine = make_backend(tmp_path)
+    before = {m.name: m.machine_id for m in backend.ensure(plan_hosts(backend.config), KEY)}
+    told = backend.set_expiry(datetime(2030, 3, 1, 19, 0, tzinfo=timezone.utc))
+    assert told == ["student-01", "student-02"]
+    for instance in _live("demo", {"aws:region": REGION}):
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        assert tags["expires-at"] == "2030-03-01T19:00:00Z"
+        assert before[tags["host"]] == instance["InstanceId"]  # the same instances
+    # the next `up` keeps the new expiry (and writes it into the stack)
+    again, _ = make_backend(tmp_path, engine=engine)
+    again.ensure(plan_hosts(again.config), KEY)
+    assert config_of(engine)["classroom:expiresAt"] == "2030-03-01T19:00:00Z"
+
+
+def test_hosts_wait_for_a_real_boot_with_settings_and_progress(aws_env, tmp_path, monkeypatch):
+    """Item 6: the SSH wait and cloud-init wait come from aws.ssh_timeout / aws.cloud_init_timeout
+    (sized for EC2, not for a container), and a host that does not boot is named."""
+    from provision import ssh
+
+    deadlines: list[float] = []
+
+    def no_answer(connection, deadline_seconds=0):
+        deadlines.append(deadline_seconds)
+        raise ssh.RemoteError("SSH does not answer")
+
+    monkeypatch.setattr(ssh, "open_with_retry", no_answer)
+    config = make_config(ssh_timeout="12m", cloud_init_timeout="30m")
+    assert (config.aws.ssh_seconds, config.aws.cloud_init_seconds) == (720, 1800)
+    assert (make_config().aws.ssh_seconds, make_config().aws.cloud_init_seconds) == (600, 1500)
+    backend, _ = make_backend(tmp_path, config, boot=None)  # the real wait
+    progress = RecordingProgress()
+    machines = backend.ensure(plan_hosts(config), KEY, progress)
+    assert deadlines == [720.0, 720.0]
+    assert [m.name for m in machines] == ["student-01", "student-02"]  # kept: provisioning names them
+    assert "student-01: no SSH after 12m (SSH does not answer)" in progress.notes
+    assert ("finish", "aws-boot") in progress.steps
+
+
+def test_registry_credentials_come_from_the_environment_and_reach_hosts_only_over_ssh_stdin(
+        aws_env, tmp_path, monkeypatch):
+    """Item 12: never in user-data, the engine's argv, env or config, nor in the state folder."""
+    from provision import ssh
+    from provision.backends.aws import REGISTRY_AUTH_COMMAND, install_registry_auth
+
+    secret = "trainer:dckr_pat_s3cr3t-t0ken"
+    monkeypatch.setenv("CLASSROOM_REGISTRY_AUTH", secret)
+    boots = Boots()
+    backend, engine = make_backend(tmp_path, boot=boots)
+    backend.ensure(plan_hosts(backend.config), KEY)
+    assert boots.calls == [("student-01", secret), ("student-02", secret)]
+    for args, _cwd, env in engine.calls:
+        assert not any("dckr_pat" in a for a in args) and not any("dckr_pat" in v for v in env.values())
+    assert all("dckr_pat" not in v for v in engine.stacks["demo"]["config"].values())
+    _outputs, resources = deploy(engine.stacks["demo"]["config"])
+    assert all("dckr_pat" not in json.dumps(r.inputs, default=str) for r in resources)  # user-data
+    for path in backend.state.path.rglob("*"):
+        if path.is_file():
+            assert b"dckr_pat" not in path.read_bytes(), path
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(ssh, "check", lambda connection, command, stdin=None, what="", **kw:
+                        sent.append((command, stdin)) or "")
+    install_registry_auth("connection", secret)
+    ((command, stdin),) = sent
+    assert command == REGISTRY_AUTH_COMMAND and "dckr_pat" not in command and "umask 077" in command
+    import base64
+
+    auth = json.loads(stdin)["auths"]["https://index.docker.io/v1/"]["auth"]
+    assert base64.b64decode(auth).decode() == secret
+
+    monkeypatch.setenv("CLASSROOM_REGISTRY_AUTH", "no-colon-here")
+    with pytest.raises(BadInput, match="^CLASSROOM_REGISTRY_AUTH: must be user:token"):
+        backend.registry_credentials()
+
+
+def _tagged(kind: str) -> list[dict]:
+    return _tag_spec(kind)
+
+
+def make_lost_classroom(ec2) -> dict[str, str]:
+    """What a classroom leaves in AWS, as the program makes it, with no stack to destroy it."""
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=_tagged("vpc"))["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.0.0/20",
+                               TagSpecifications=_tagged("subnet"))["Subnet"]["SubnetId"]
+    gateway = ec2.create_internet_gateway(
+        TagSpecifications=_tagged("internet-gateway"))["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+    table = ec2.create_route_table(VpcId=vpc, TagSpecifications=_tagged("route-table"))["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+    group = ec2.create_security_group(GroupName="hosts-1234567", Description="classroom demo", VpcId=vpc,
+                                      TagSpecifications=_tagged("security-group"))["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group}]}])
+    ec2.import_key_pair(KeyName="admin-key-1234567", PublicKeyMaterial=KEY.encode(),
+                        TagSpecifications=_tagged("key-pair"))
+    instance = _launch(ec2, "student-01")
+    return {"vpc": vpc, "subnet": subnet, "gateway": gateway, "table": table, "group": group, "instance": instance}
+
+
+def test_the_sweep_deletes_everything_tagged_when_the_stack_is_lost(aws_env, tmp_path):
+    """Item 10: no state folder, no `pulumi`: EC2 by tag is enough, in the order EC2 allows."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    made = make_lost_classroom(ec2)
+    _launch(ec2, "student-01", classroom="other")
+    backend, _ = make_backend(tmp_path, which=lambda name: None)
+    backend._command = None  # and no engine at all
+    assert backend.leftovers()
+    removed = backend.destroy(RecordingProgress())
+    assert {(item.kind, item.name) for item in removed} >= {
+        ("instance", made["instance"]), ("vpc", made["vpc"]), ("subnet", made["subnet"]),
+        ("internet-gateway", made["gateway"]), ("route-table", made["table"]),
+        ("security-group", made["group"]), ("key-pair", "admin-key-1234567")}
+    assert find_leftovers(ec2, "demo") == []
+    assert find_leftovers(ec2, "other")  # never another classroom's
+
+
+def test_the_check_after_down_waits_for_ec2_to_catch_up(aws_env, tmp_path):
+    """Item 10: right after a deletion EC2 may still list an instance: ask again before calling it
+    a leftover."""
+    backend, engine = make_backend(tmp_path)
+    backend.ensure(plan_hosts(backend.config), KEY)
+    backend.destroy()
+    ec2 = backend._ec2()
+    straggler = {"InstanceId": "i-0straggler", "State": {"Name": "shutting-down"},
+                 "Tags": [{"Key": "host", "Value": "student-01"}]}
+    left = [2]
+
+    def late(parsed, **_):
+        if left[0] > 0:
+            left[0] -= 1
+            parsed.setdefault("Reservations", []).append({"Instances": [straggler]})
+
+    ec2.meta.events.register("after-call.ec2.DescribeInstances", late)
+    assert backend.leftovers() == [] and left == [0]
