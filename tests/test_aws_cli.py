@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 import sys
 import threading
 import time
@@ -32,15 +33,16 @@ moto = pytest.importorskip("moto")
 import paramiko
 from botocore.stub import Stubber
 from conftest import fake_aws_credentials
-from test_aws_backend import FakePulumi  # the stand-in engine (shared, not copied)
+from test_aws_backend import FakePulumi, make_lost_classroom  # the stand-ins (shared, not copied)
 
 from provision import backends, checks, cost, provisioning, ssh, swarm
 from provision.backends.aws import NO_PULUMI, AwsBackend
-from stacks import DEFAULT_DISK_GB, MANAGED_BY
+from stacks import DEFAULT_DISK_GB
 
 REGION = "eu-west-3"
 PARAMETER = "/classroom-test/debian-12/amd64"  # moto reserves /aws/...: the test names its own
 QUOTA = {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"}
+NETWORK_QUOTAS = [{"ServiceCode": "vpc", "QuotaCode": "L-F678F1CE"}, {"ServiceCode": "vpc", "QuotaCode": "L-A4707A72"}]
 ERROR = "classroom: error: "
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pulumi_aws's own
 
@@ -60,12 +62,11 @@ aws:
 
 # --- stand-ins -----------------------------------------------------------------------------------
 class MotoPulumi(FakePulumi):
-    """The stand-in engine; `up` also launches each host in moto (tagged as the program tags it),
-    `destroy` terminates them, except the hosts named in `leave` (a resource the engine lost)."""
+    """The stand-in engine (it launches and terminates the hosts in moto), with the stack's lock:
+    a second update of the same stack at once is refused, as a file:// backend refuses it."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.leave: set[str] = set()
         self._busy = threading.Lock()  # the stack's lock, as a file:// backend holds it
 
     def run(self, args, cwd, additional_env, on_output=None, on_error=None):
@@ -82,32 +83,16 @@ class MotoPulumi(FakePulumi):
 
     def _run(self, args, cwd, additional_env, on_output=None, on_error=None):
         if threading.current_thread() is threading.main_thread():
-            result = super().run(args, cwd, additional_env, on_output, on_error)
-        else:  # `reset` replaces hosts from worker threads. The real engine runs the program in its
-            # own language-server thread and event loop; the stand-in runs it here, so it needs one.
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            try:
-                result = super().run(args, cwd, additional_env, on_output, on_error)
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
-        argv = [a for a in args if a != "--non-interactive"]
-        stack = argv[argv.index("--stack") + 1] if "--stack" in argv else None
-        if argv[:1] == ["up"]:
-            config = self.stacks[stack]["config"]
-            replaced = {argv[i + 1].rsplit("::", 1)[-1] for i, a in enumerate(argv) if a == "--replace"}
-            live = {_tags(i)["host"]: i["InstanceId"] for i in _instances(stack)}
-            for host in json.loads(config["classroom:hosts"]):
-                if host["name"] in replaced and host["name"] in live:
-                    _ec2().terminate_instances(InstanceIds=[live.pop(host["name"])])
-                if host["name"] not in live:
-                    _launch(stack, host["name"], host["role"], host["student"])
-        elif argv[:1] == ["destroy"]:
-            doomed = [i["InstanceId"] for i in _instances(stack) if _tags(i)["host"] not in self.leave]
-            if doomed:
-                _ec2().terminate_instances(InstanceIds=doomed)
-        return result
+            return super().run(args, cwd, additional_env, on_output, on_error)
+        # `reset` replaces hosts from worker threads. The real engine runs the program in its own
+        # language-server thread and event loop; the stand-in runs it here, so it needs one.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return super().run(args, cwd, additional_env, on_output, on_error)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def _ec2():
@@ -125,15 +110,6 @@ def _instances(classroom: str) -> list[dict]:
     return [i for r in reservations for i in r["Instances"]]
 
 
-def _launch(classroom: str, host: str, role: str, student: str | None) -> str:
-    tags = {"classroom": classroom, "managed-by": MANAGED_BY, "host": host, "role": role,
-            "student": student or "none", "Name": f"classroom-{classroom}-{host}"}
-    spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-    reservation = _ec2().run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.small",
-                                       TagSpecifications=spec)
-    return reservation["Instances"][0]["InstanceId"]
-
-
 def moto_clients(quota: float = 64):
     """AwsBackend's `clients`: boto3 clients on moto, the vCPU quota answered by a Stubber."""
 
@@ -143,6 +119,8 @@ def moto_clients(quota: float = 64):
         quotas = session.client("service-quotas", region_name=region)
         stub = Stubber(quotas)
         stub.add_response("get_service_quota", {"Quota": {"Value": quota, **QUOTA}}, QUOTA)
+        for network in NETWORK_QUOTAS:  # VPCs and internet gateways per region
+            stub.add_response("get_service_quota", {"Quota": {"Value": 5.0, **network}}, network)
         stub.activate()
 
         def client(service: str):
@@ -199,7 +177,8 @@ def use_backend(monkeypatch, **options) -> None:
 @pytest.fixture
 def engine(monkeypatch, aws_env) -> MotoPulumi:
     engine = MotoPulumi()
-    use_backend(monkeypatch, pulumi_command=engine, clients=moto_clients(), ami_parameter=PARAMETER)
+    use_backend(monkeypatch, pulumi_command=engine, clients=moto_clients(), ami_parameter=PARAMETER,
+                sleep=lambda seconds: None)
     return engine
 
 
@@ -343,7 +322,7 @@ def test_up_reaches_the_ssh_stage_and_names_the_unreachable_hosts(cli, folder, e
     # then as each student with their password (the checks)
     home = cli.home / "demo"
     admin = [a for a in unreachable if a["user"] == "root"]
-    assert len({a["host"] for a in admin}) == 2 and all(a["host"].startswith("203.0.113.") for a in admin)
+    assert {a["host"] for a in admin} == {i["PublicIpAddress"] for i in _instances("demo")}  # from EC2
     key = str(home / "admin_key")
     assert all(a["port"] == 22 and a["key"] in (key, [key]) and a["password"] is None for a in admin)
     passwords = json.loads((home / "passwords.json").read_text())
@@ -447,6 +426,101 @@ def test_down_lists_what_is_left_and_exits_1(cli, folder, engine, unreachable):
     run = cli("down", "--yes")
     assert run.exit_code == 1, run
     assert f"still there: instance {left} (student-02)" in run.stderr
-    assert run.error_lines[-1] == f"{ERROR}1 resource(s) of 'demo' are left: see above"
+    assert "still there: volume vol-" in run.stderr  # its disk, tagged too
+    assert run.error_lines[-1] == f"{ERROR}2 resource(s) of 'demo' are left: see above"
     assert "Verified" not in run.stdout
     assert (cli.home / "demo" / "admin_key").is_file()  # kept: the classroom is not gone
+
+
+# --- issue 9, through the command line -------------------------------------------------------------------
+def test_one_refused_host_is_reported_and_the_others_are_provisioned(cli, folder, engine, unreachable):
+    """Item 4: exit 3 naming the host AWS refused and why; the others are made and provisioned;
+    the next `up` makes the missing one."""
+    engine.fail_hosts = {"student-02": "creating EC2 Instance: InsufficientInstanceCapacity"}
+    run = cli("up", "--yes")
+    assert run.exit_code == 3, run
+    assert "AWS: creating EC2 Instance: InsufficientInstanceCapacity" in run.stdout
+    assert sorted(_tags(i)["host"] for i in _instances("demo")) == ["student-01"]
+    students = {a["user"] for a in unreachable if a["user"] != "root"}
+    assert students == {"student-01"}  # provisioning went on for the host that exists
+    assert (cli.home / "demo" / "sheets" / "index.html").is_file()
+
+    engine.fail_hosts = {}
+    again = cli("up", "--yes")
+    assert again.exit_code == 3, again  # (the hosts stay unreachable here)
+    assert sorted(_tags(i)["host"] for i in _instances("demo")) == ["student-01", "student-02"]
+
+
+def test_extend_moves_the_expiry_on_every_host_and_the_sheets(cli, folder, engine, unreachable):
+    """Item 2: `classroom extend 2h` retags the running instances in place; the sheets follow."""
+    assert cli("up", "--yes").exit_code == 3
+    meta = json.loads((cli.home / "demo" / "classroom.json").read_text())
+    before = {i["InstanceId"] for i in _instances("demo")}
+    run = cli("extend", "2h")
+    assert run.exit_code == 0, run
+    old = datetime.fromisoformat(meta["expires_at"])
+    new = old + timedelta(hours=2)
+    assert run.stdout.startswith(f"classroom demo: expires {new:%Y-%m-%d %H:%M} UTC (2 host(s) told).")
+    for instance in _instances("demo"):
+        assert _tags(instance)["expires-at"] == f"{new:%Y-%m-%dT%H:%M:%SZ}"
+    assert {i["InstanceId"] for i in _instances("demo")} == before  # nothing replaced
+    assert datetime.fromisoformat(json.loads((cli.home / "demo" / "classroom.json").read_text())["expires_at"]) == new
+    sheet = "".join(p.read_text() for p in (cli.home / "demo" / "sheets").glob("*.md"))
+    assert f"{new:%H:%M}" in sheet
+
+    bad = cli("extend", "soon")
+    assert bad.exit_code == 2, bad
+    assert one_error_line(bad) == "DURATION: 'soon' is not a duration like 90m, 8h or 2d"
+
+
+def test_extend_refuses_a_classroom_that_does_not_exist(cli, folder, engine):
+    run = cli("extend", "1h")
+    assert run.exit_code == 2, run
+    assert one_error_line(run) == "no classroom named 'demo' here: create it with `classroom up`"
+
+
+def test_down_finds_a_classroom_whose_state_folder_is_lost(cli, aws_env, monkeypatch, tmp_path):
+    """Item 10: no state folder, no classroom file, no `pulumi`: `down --name demo --backend aws`
+    lists what carries the classroom's tags, asks, and deletes it; without a terminal it refuses."""
+    from provision import cli as cli_module
+
+    use_backend(monkeypatch, which=lambda name: None, clients=moto_clients(), sleep=lambda seconds: None)
+    made = make_lost_classroom(_ec2())
+    refused = cli("--name", "demo", "down", "--backend", "aws")
+    assert refused.exit_code == 2, refused
+    assert "add --yes to confirm" in one_error_line(refused)
+    assert _instances("demo")  # nothing deleted
+
+    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    declined = cli("--name", "demo", "down", "--backend", "aws", input="n\n")
+    assert declined.exit_code == 2 and _instances("demo"), declined
+    assert f"instance {made['instance']} (student-01)" in declined.stdout and f"vpc {made['vpc']}" in declined.stdout
+
+    run = cli("--name", "demo", "down", "--backend", "aws", input="y\n")
+    assert run.exit_code == 0, run
+    assert "Verified: nothing of classroom 'demo' remains." in run.stdout
+    assert _instances("demo") == []
+    assert not _ec2().describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [made["vpc"]]}])["Vpcs"]
+
+
+@pytest.mark.parametrize(("cidr", "warned"), [("0.0.0.0/0", True), ("198.51.100.0/24", False)])
+def test_up_warns_when_hosts_are_open_to_the_internet(cli, folder, engine, unreachable, cidr, warned):
+    """Item 8: the default allowed_cidr stays, with a warning that names the setting."""
+    (folder / "classroom.yaml").write_text(CLASSROOM_FILE.replace("198.51.100.0/24", cidr))
+    run = cli("up", "--yes")
+    assert run.exit_code == 3, run
+    assert ("warning: aws.allowed_cidr is 0.0.0.0/0" in " ".join(run.stderr.split())) is warned
+
+
+def test_the_course_ports_reach_the_security_group(cli, folder, engine, unreachable):
+    """Item 7: `ports:` in the classroom file is what the stack opens (besides 22)."""
+    (folder / "classroom.yaml").write_text(CLASSROOM_FILE + "ports: [80, \"3000-3005\"]\n")
+    assert cli("up", "--yes").exit_code == 3
+    config = engine.stacks["demo"]["config"]
+    assert config["classroom:ports"] == "80,3000-3005" and config["classroom:ephemeralPorts"] == "false"
+
+    (folder / "classroom.yaml").write_text(CLASSROOM_FILE + "ports: [80, \"3005-3000\"]\n")
+    bad = cli("up", "--yes")
+    assert bad.exit_code == 2, bad
+    assert one_error_line(bad) == ("classroom.yaml: ports: '3005-3000': a range goes from low to high, "
+                                   "like \"3000-3005\" (got [80, '3005-3000'])")

@@ -15,6 +15,8 @@ from provision.errors import BadInput, ExitCode
 REGION = "eu-west-3"
 PARAMETER = "/classroom-test/debian-12/amd64"  # moto reserves /aws/...: the test names its own
 QUOTA = {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"}
+VPC_QUOTA = {"ServiceCode": "vpc", "QuotaCode": "L-F678F1CE"}
+GATEWAY_QUOTA = {"ServiceCode": "vpc", "QuotaCode": "L-A4707A72"}
 _SESSION: list = []
 
 
@@ -48,8 +50,13 @@ class Clients:
             return self.quotas
         return client(service, self.region)
 
-    def quota(self, value: float) -> Clients:
+    def quota(self, value: float, vpcs: float = 5, gateways: float = 5) -> Clients:
         self.stub.add_response("get_service_quota", {"Quota": {"Value": value, **QUOTA}}, QUOTA)
+        return self.network(vpcs, gateways)
+
+    def network(self, vpcs: float = 5, gateways: float = 5) -> Clients:
+        self.stub.add_response("get_service_quota", {"Quota": {"Value": vpcs, **VPC_QUOTA}}, VPC_QUOTA)
+        self.stub.add_response("get_service_quota", {"Quota": {"Value": gateways, **GATEWAY_QUOTA}}, GATEWAY_QUOTA)
         return self
 
 
@@ -141,6 +148,7 @@ def test_default_quota_when_never_changed_and_a_warning_when_unreadable(aws_env)
 
     clients = Clients()
     clients.stub.add_client_error("get_service_quota", "AccessDeniedException", expected_params=QUOTA)
+    clients.network()
     result = run(clients, hosts=3)
     assert result.vcpu_quota is None
     assert result.warnings == (("could not read the vCPU quota L-1216C47A in eu-west-3 "
@@ -201,3 +209,27 @@ def test_a_region_not_enabled_is_refused(aws_env):
         run(lambda service: {"sts": sts, "ec2": ec2}[service], region="eu-south-2")
     assert str(caught.value) == ("aws.region: eu-south-2 is not enabled for account 123456789012: enable it "
                                  "in the AWS console (Account, AWS Regions) or choose another region")
+
+
+def test_a_new_classroom_needs_a_vpc_and_an_internet_gateway_the_quota_allows(aws_env):
+    """Issue 9, item 10: VPCs and internet gateways per region (5 by default) are checked too."""
+    debian_image()
+    ec2 = client("ec2")
+    vpcs = len(ec2.describe_vpcs()["Vpcs"])  # moto's default VPC
+    with pytest.raises(BadInput) as caught:
+        run(Clients().quota(64, vpcs=vpcs))
+    assert str(caught.value) == (
+        f"the VPCs per Region quota in eu-west-3 is {vpcs} and {vpcs} exist: each classroom needs its own; "
+        "remove unused ones or request an increase in Service Quotas (VPC, L-F678F1CE)")
+    gateways = len(ec2.describe_internet_gateways()["InternetGateways"])
+    with pytest.raises(BadInput, match="the Internet gateways per Region quota in eu-west-3 is"):
+        run(Clients().quota(64, vpcs=vpcs + 1, gateways=gateways))
+    # a classroom that has its network already needs no new one
+    tags = [{"ResourceType": kind, "Tags": [{"Key": "classroom", "Value": "demo"},
+                                            {"Key": "managed-by", "Value": "classroom"}]}
+            for kind in ("vpc", "internet-gateway")]
+    ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=tags[:1])
+    ec2.create_internet_gateway(TagSpecifications=tags[1:])
+    clients = Clients()
+    clients.stub.add_response("get_service_quota", {"Quota": {"Value": 64, **QUOTA}}, QUOTA)
+    assert run(clients).warnings == ()
