@@ -62,6 +62,10 @@ if importlib.util.find_spec("pulumi_aws") is None:  # the program needs it; say 
 PULUMI_INSTALL = "https://www.pulumi.com/docs/install/"
 NO_PULUMI = (f"the aws backend needs the Pulumi CLI, and `pulumi` is not on PATH: install it "
              f"({PULUMI_INSTALL}), then check `pulumi version`")
+# The oldest Pulumi CLI and SDK this code works with: `up --refresh` and `--continue-on-error`
+# (with refresh: fixed in 3.116 and 3.124), `destroy --remove`, and the SDK's `PulumiCommand`,
+# `Stack.up(refresh=, continue_on_error=)` and `Stack.destroy(remove=)`. pyproject.toml's floors match.
+MIN_PULUMI = "3.134.0"
 PASSPHRASE_FILE = "pulumi-passphrase"
 WORK_DIR = "pulumi"
 META_KEY = "aws"
@@ -308,7 +312,9 @@ class AwsBackend(Backend):
         if self._which("pulumi") is None:
             raise BadInput(NO_PULUMI)
         try:
-            self._command = auto.PulumiCommand()
+            from semver import VersionInfo
+
+            self._command = auto.PulumiCommand(version=VersionInfo.parse(MIN_PULUMI))
         except auto.InvalidVersionError as exc:
             raise BadInput(f"the Pulumi CLI is too old ({exc}): upgrade it ({PULUMI_INSTALL})") from None
         except (OSError, subprocess.CalledProcessError) as exc:
