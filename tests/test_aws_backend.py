@@ -64,11 +64,12 @@ class Mocks(pulumi.runtime.Mocks):
                 "version": 1, "insecureValue": "ami-0fromssm", "withDecryption": True}
 
 
-def deploy(config: dict[str, str]) -> tuple[dict, list]:
+def deploy(config: dict[str, str], program=None) -> tuple[dict, list]:
     """What the engine would do with this configuration: run the program (inline, as the backend
     hands it over) under mocks; returns the stack outputs and the resources."""
     from stacks.classroom_stack import main
 
+    main = program or main
     mocks = Mocks()
     exported: dict = {}
     real_export = pulumi.export
@@ -683,7 +684,9 @@ def _free_port() -> int:
                     reason="the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/); "
                            "this end-to-end test runs the real engine against a moto server")
 def test_end_to_end_with_the_real_engine(tmp_path, monkeypatch):
-    """up, status, reset --hard, down and the sweep, through the real `pulumi` binary.
+    """up, a lost host made again, reset --hard, extend, and the sweep of a classroom whose state
+    folder is lost, through the real `pulumi` binary. (A host AWS refuses while the others are
+    made cannot be caused on purpose here: the stand-in engine's tests cover it.)
 
     Against a moto server by default; against a real account (this costs a few cents) when
     CLASSROOM_AWS_E2E=real and credentials are set.
@@ -718,8 +721,12 @@ def test_end_to_end_with_the_real_engine(tmp_path, monkeypatch):
                                              "swarm": {"nodes": 0}, "ttl": "1h",
                                              "aws": {"region": REGION, "instance_type": "t3.micro"}})
     state = ClassroomState(config.name, root=tmp_path / "state")
+    if not real:  # moto's instances have addresses nobody may connect to from a test
+        kwargs["boot"] = Boots()
     backend = AwsBackend(config, state, extra_config=extra, **kwargs)
     hosts = plan_hosts(config)
+    key = state.admin_key().public_line
+    swept = False
     try:
         try:
             backend.preflight(hosts)
@@ -727,17 +734,42 @@ def test_end_to_end_with_the_real_engine(tmp_path, monkeypatch):
             if real:
                 raise
             pytest.skip(f"preflight against moto: {exc}")
-        machines = backend.ensure(hosts, state.admin_key().public_line)
+        machines = backend.ensure(hosts, key)
         assert [m.name for m in machines] == ["student-01", "student-02"]
-        assert all(m.ssh_host for m in machines)
+        assert all(m.ssh_host for m in machines) and backend.failures == {}
         assert {m.name for m in backend.machines()} == {"student-01", "student-02"}
         before = {m.name: m.machine_id for m in machines}
-        replaced = backend.replace(hosts[1], state.admin_key().public_line)
-        assert replaced.machine_id != before["student-02"]
+
+        # a host lost behind the engine's back: the next `up` (refresh) makes it again
+        ec2 = backend._ec2()
+        ec2.terminate_instances(InstanceIds=[before["student-01"]])
+        ec2.get_waiter("instance_terminated").wait(InstanceIds=[before["student-01"]])
+        again = {m.name: m.machine_id for m in backend.ensure(hosts, key)}
+        assert again["student-01"] != before["student-01"] and again["student-02"] == before["student-02"]
+
+        # a replace: a new instance, read from EC2 (the outputs are stale after a targeted update)
+        replaced = backend.replace(hosts[1], key)
+        assert replaced.machine_id not in (before["student-02"], None)
+        assert {m.machine_id for m in backend.machines()} >= {replaced.machine_id}
+
+        # extend: the tag every host's timer reads moves in place
+        backend.set_expiry(datetime(2031, 1, 1, tzinfo=timezone.utc))
+        for machine in backend.machines():
+            described = ec2.describe_instances(InstanceIds=[machine.machine_id])["Reservations"][0]["Instances"][0]
+            assert {t["Key"]: t["Value"] for t in described["Tags"]}["expires-at"] == "2031-01-01T00:00:00Z"
         assert backend.leftovers()  # the classroom exists
+
+        # the sweep: the state folder is lost; EC2's tags are enough to delete everything
+        shutil.rmtree(state.path)
+        lost = AwsBackend(config, ClassroomState(config.name, root=tmp_path / "state"), which=lambda name: None,
+                          **{k: v for k, v in kwargs.items() if k != "boot"})
+        lost.destroy()
+        swept = True
+        left = lost.leftovers()
     finally:
-        backend.destroy()
-        left = backend.leftovers()
+        if not swept:
+            backend.destroy()
+            left = backend.leftovers()
         if server is not None:
             server.stop()
     assert left == []
@@ -962,3 +994,32 @@ def test_the_check_after_down_waits_for_ec2_to_catch_up(aws_env, tmp_path):
 
     ec2.meta.events.register("after-call.ec2.DescribeInstances", late)
     assert backend.leftovers() == [] and left == [0]
+
+
+def test_host_keys_reach_the_program_in_process_and_survive_a_replacement(aws_env, tmp_path):
+    """Issue 8's keys with item 2's design: the replacement's fresh user-data carries the same
+    key (the classroom's known_hosts stays true), and it never crosses the engine's command line."""
+    backend, engine = make_backend(tmp_path)
+    hosts = plan_hosts(backend.config)
+    backend.ensure(hosts, KEY)
+    backend.replace(hosts[0], KEY)
+    program = backend._workspace().program  # what the engine runs, in this process
+    _outputs, resources = deploy(engine.stacks["demo"]["config"], program=program)
+    key = backend.state.host_key("student-01")
+    user_data = next(r.inputs["userData"] for r in resources if r.name == "student-01")["value"]
+    assert key.public_line in user_data and key.private_openssh.strip().splitlines()[1] in user_data
+    assert backend.state.host_keys()["student-01"] == key.public_line
+    secret_line = key.private_openssh.strip().splitlines()[1]
+    for args, _cwd, env in engine.calls:
+        assert not any(secret_line in a for a in args) and secret_line not in json.dumps(env)
+
+
+def test_a_later_up_moves_the_expiry_of_running_hosts(aws_env, tmp_path):
+    """Item 2: the expiry a later `up` sets reaches the running hosts (tags change in place)."""
+    backend, engine = make_backend(tmp_path)
+    first = {m.name: m.machine_id for m in backend.ensure(plan_hosts(backend.config), KEY)}
+    revived, _ = make_backend(tmp_path, engine=engine, now=lambda: NOW + timedelta(hours=9))
+    revived.ensure(plan_hosts(revived.config), KEY)
+    for instance in _live("demo", {"aws:region": REGION}):
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        assert tags["expires-at"] == "2030-03-02T02:00:00Z" and first[tags["host"]] == instance["InstanceId"]
