@@ -200,3 +200,34 @@ def test_registry_mirror_preload_first_then_aws_on_aws_only():
     assert docker_daemon_config("http://m:5000") == {"registry-mirrors": ["http://m:5000"],
                                                      "insecure-registries": ["m:5000"]}
     assert docker_daemon_config("https://hub.lan") == {"registry-mirrors": ["https://hub.lan"]}
+
+
+# --- issue 9: ports, aws timeouts, registry_auth ----------------------------------------------------------
+def test_ports_default_and_ranges(tmp_path):
+    from provision.config import DEFAULT_PORTS
+
+    assert load_config(write(tmp_path, "name: x\n")).port_ranges == [(80, 80), (5000, 5000), (8000, 8010)]
+    assert DEFAULT_PORTS == [80, 5000, "8000-8010"]
+    config = load_config(write(tmp_path, 'ports: ["9000-9005", 443, "8080"]\n'))
+    assert config.port_ranges == [(443, 443), (8080, 8080), (9000, 9005)]
+    assert load_config(write(tmp_path, "ports: []\n")).port_ranges == []
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("ports: 80\n", "ports: must be a list of ports like [80, 5000, \"8000-8010\"]"),
+    ("ports: [80, 80]\n", "ports: 80 is listed twice (got [80, 80])"),
+    ("ports: [\"8000-8010\", 8005]\n",
+     "ports: 8000-8010 and 8005 overlap (each port once) (got ['8000-8010', 8005])"),
+    ("ports: [\"90-80\"]\n", "ports: '90-80': a range goes from low to high, like \"80-90\" (got ['90-80'])"),
+    ("ports: [0]\n", "ports: 0: ports are 1 to 65535 (got [0])"),
+    ("ports: [true]\n", "ports: True is not a port or a range like \"8000-8010\" (got [True])"),
+    ("aws:\n  ssh_timeout: soon\n", "aws.ssh_timeout: 'soon' is not a duration like 90m, 8h or 2d"),
+    ("aws:\n  cloud_init_timeout: 0m\n", "aws.cloud_init_timeout: '0m' is not a duration like 90m, 8h or 2d"),
+    ("aws:\n  ephemeral_ports: maybe\n", "aws.ephemeral_ports: must be a valid boolean, unable to interpret input (got 'maybe')"),
+    ("registry_auth: trainer:dckr_pat_x\n", "registry_auth: must name an environment variable (like "
+     "CLASSROOM_REGISTRY_AUTH) that holds user:token, never the credentials themselves (got 'trainer:dckr_pat_x')"),
+])
+def test_issue_9_settings_are_checked_in_one_line(tmp_path, text, message):
+    with pytest.raises(BadInput) as caught:
+        load_config(write(tmp_path, text))
+    assert str(caught.value).split(": ", 1)[1] == message

@@ -360,6 +360,7 @@ class AwsBackend(Backend):
     def preflight(self, hosts: list[HostSpec]) -> None:
         self._require_pulumi()
         self._check_region()
+        self.registry_credentials()  # malformed credentials: refused before anything is made
         self.preflight_result = aws_preflight.run(
             region=self.config.aws.region, instance_type=self.config.aws.instance_type, hosts=len(hosts),
             allowed_cidr=self.config.aws.allowed_cidr, classroom=self.config.name,
