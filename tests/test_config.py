@@ -223,7 +223,8 @@ def test_ports_default_and_ranges(tmp_path):
     ("ports: [true]\n", "ports: True is not a port or a range like \"8000-8010\" (got [True])"),
     ("aws:\n  ssh_timeout: soon\n", "aws.ssh_timeout: 'soon' is not a duration like 90m, 8h or 2d"),
     ("aws:\n  cloud_init_timeout: 0m\n", "aws.cloud_init_timeout: '0m' is not a duration like 90m, 8h or 2d"),
-    ("aws:\n  ephemeral_ports: maybe\n", "aws.ephemeral_ports: must be a valid boolean, unable to interpret input (got 'maybe')"),
+    ("aws:\n  ephemeral_ports: maybe\n",
+     "aws.ephemeral_ports: must be a valid boolean, unable to interpret input (got 'maybe')"),
     ("registry_auth: trainer:dckr_pat_x\n", "registry_auth: must name an environment variable (like "
      "CLASSROOM_REGISTRY_AUTH) that holds user:token, never the credentials themselves (got 'trainer:dckr_pat_x')"),
 ])
