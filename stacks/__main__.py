@@ -10,6 +10,11 @@ Configuration, in the stack (`pulumi config set KEY VALUE`):
   classroom:instanceType      default t3.small
   classroom:allowedCidr       default 0.0.0.0/0
   classroom:registryMirror, classroom:ami, classroom:availabilityZone, classroom:diskGb (20)
+  classroom:ports             what students publish, e.g. 80,5000,8000-8010 (the default); 22 is always open
+  classroom:ephemeralPorts    true to open `docker run -P`'s range 32768-60999 (default false)
+  classroom:replacing         hosts being replaced (comma-separated): they get the current user-data and AMI
+  classroom:hostKeys          secret (`pulumi config set --secret`): {"host": {"private", "public"}}, the
+                              hosts' own SSH keys; without it hosts make their own
 
 `classroom up --backend aws` sets the same keys through the Automation API.
 """

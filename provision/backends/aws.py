@@ -548,7 +548,8 @@ class AwsBackend(Backend):
 
         from ..ssh import in_parallel
 
-        outcomes = in_parallel(machines, boot)
+        # Every host waits at once: the sessions are idle while cloud-init works (30 hosts boot together).
+        outcomes = in_parallel(machines, boot, limit=min(len(machines), 64))
         progress.finish("aws-boot")
         return [machine for machine, _result, _error in outcomes]
 
