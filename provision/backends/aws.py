@@ -418,12 +418,15 @@ class AwsBackend(Backend):
         names = [h.name for h in spec.hosts]
         broken = events.failed_hosts(names)
         machines = self._wait_for_instances([n for n in names if n not in broken], progress)
-        if failed is not None:
-            if not machines:
-                raise self._failure("up", failed, events)
-            for name in names:
-                if name not in {m.name for m in machines}:
-                    self.failures[name] = f"AWS: {broken.get(name) or events.first_error() or 'not created'}"
+        if failed is not None and not machines:
+            raise self._failure("up", failed, events)
+        listed = {m.name for m in machines}
+        for name in names:
+            if name not in listed:
+                reason = broken.get(name) or (events.first_error() if failed is not None else None)
+                self.failures[name] = (f"AWS: {reason or 'not created'}" if failed is not None
+                                       else "AWS: created, but EC2 does not list it yet")
+        if self.failures:
             progress.note(f"AWS: {len(self.failures)} host(s) could not be created "
                           f"({', '.join(self.failures)}): the others go on; `classroom up` tries them again")
         order = {name: i for i, name in enumerate(names)}
