@@ -1,6 +1,6 @@
 """The `classroom` command line: parse options, call the core, render what it returns.
 
-Exit codes (DESIGN.md): 0 done, 1 unexpected failure, 2 bad input (nothing changed),
+Exit codes (docs/design.md): 0 done, 1 unexpected failure, 2 bad input (nothing changed),
 3 partial (some hosts not ready), 130 interrupted.
 """
 
