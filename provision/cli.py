@@ -295,7 +295,7 @@ def reset(
     from . import commands
     from .ui import RichProgress, console, out
 
-    room = _room(ctx)
+    room = _room(ctx, check_paths=True)  # reset copies the exercises again: the same rules as `up`
     commands.resolve_targets(room, students)  # an unknown student fails before anything shows
     with RichProgress() as progress:
         room.progress = progress

@@ -53,6 +53,16 @@ def test_exercises_that_hold_the_state_folder_are_refused(tmp_path):
                                   f"folder {course}/state (keys, passwords): name a folder with the course's files only")
 
 
+def test_reset_checks_the_exercises_folder_as_up_does(tmp_path):
+    # `reset` copies the exercises again: a classroom file changed after `up` is refused too.
+    name = unique_name("t-iso")
+    course = _course(tmp_path, name, "exercises: .\n")
+    cli = Cli(course / "state", cwd=tmp_path)
+    run = cli("-f", "course/classroom.yaml", "reset", "student-01")
+    assert_one_line(run, f"course/classroom.yaml: exercises: {course} holds the classroom state folder "
+                         f"{course}/state (keys, passwords): name a folder with the course's files only", regex=False)
+
+
 def test_exercises_inside_the_state_folder_are_refused(tmp_path):
     name = unique_name("t-iso")
     course = _course(tmp_path, name, "exercises: ./state/other\n")
