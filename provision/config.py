@@ -71,9 +71,10 @@ SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 def byte_size(value: Any, minimum: str) -> str:
     """A size as Docker writes it (`512m`, `2g`), checked and kept as typed; at least `minimum`."""
     text = str(value).strip().lower()
-    if size_in_bytes(text) is None:
+    size = size_in_bytes(text)
+    if size is None:
         raise ValueError(f"{text!r} is not a size like 512m or 2g")
-    if size_in_bytes(text) < size_in_bytes(minimum):  # type: ignore[operator]
+    if size < size_in_bytes(minimum):  # type: ignore[operator]
         raise ValueError(f"must be at least {minimum} (got {text!r})")
     return text
 
@@ -347,11 +348,11 @@ def check_course_folder(config: ClassroomConfig, folder: Path, field: str) -> No
     if not folder.is_relative_to(course):
         raise BadInput(f"{field}: {folder} is outside the course folder {course} (the classroom file's "
                        "folder): keep what students get beside the classroom file")
-    private = {"state folder": state_root(), "cache folder": cache_dir().parent}
-    for what, path in private.items():
+    private = {"state folder": (state_root(), "keys, passwords"), "cache folder": (cache_dir().parent, "saved images")}
+    for what, (path, holding) in private.items():
         path = path.expanduser().resolve()
         if path.is_relative_to(folder):
-            raise BadInput(f"{field}: {folder} holds the classroom {what} {path} (keys, passwords): "
+            raise BadInput(f"{field}: {folder} holds the classroom {what} {path} ({holding}): "
                            "name a folder with the course's files only")
         if folder.is_relative_to(path):
             raise BadInput(f"{field}: {folder} is inside the classroom {what} {path}: "

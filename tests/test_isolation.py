@@ -77,7 +77,7 @@ def test_exercises_that_hold_the_cache_folder_are_refused(tmp_path):
     (course / "cache").mkdir()
     cli = Cli(tmp_path / "home", cwd=tmp_path)
     _refused(cli, name, f"course/classroom.yaml: exercises: {course}/cache holds the classroom cache "
-                                  f"folder {course}/cache/classroom (keys, passwords): name a folder with the "
+                                  f"folder {course}/cache/classroom (saved images): name a folder with the "
                                   "course's files only", env={"XDG_CACHE_HOME": str(course / "cache")})
 
 
