@@ -140,6 +140,25 @@ def test_sheets_command_renders_every_student(classroom, tmp_path):
     assert not list(out.glob("*.html"))
 
 
+def test_extend_on_local_moves_the_record_and_the_sheets_and_says_nothing_enforces_it(classroom):
+    """Issue 9, item 2 on local: no host enforces an expiry, so only the state and sheets move."""
+    from datetime import datetime, timedelta
+
+    meta_path = classroom.state_dir / "classroom.json"
+    before = datetime.fromisoformat(json.loads(meta_path.read_text())["expires_at"])
+    run = classroom.cli("extend", "90m")
+    assert run.exit_code == 0, run
+    after = datetime.fromisoformat(json.loads(meta_path.read_text())["expires_at"])
+    assert after == before + timedelta(minutes=90)  # max(now, expiry) + 90m: the expiry is ahead
+    assert "local hosts enforce no expiry: remove them with `classroom down`" in " ".join(run.stdout.split())
+    sheets = "".join(p.read_text() for p in (classroom.state_dir / "sheets").glob("*.md"))
+    assert f"{after:%H:%M}" in sheets
+    bad = classroom.cli("extend", "0h")
+    assert bad.exit_code == 2, bad
+    assert bad.stderr == "classroom: error: DURATION: '0h' is not a duration like 90m, 8h or 2d\n"
+    assert datetime.fromisoformat(json.loads(meta_path.read_text())["expires_at"]) == after
+
+
 # --- secrets ---------------------------------------------------------------------------------------
 def test_no_password_in_docker_inspect(engine, classroom):
     passwords = [r["password"] for r in classroom.roster()]
