@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from provision.swarm.driver import SwarmError, parse_entry, parse_local
+from provision.swarm.session import SwarmError, parse_entry, parse_local
 from provision.swarm.planner import (Availability, Cluster, Demote, Entry, ForceNewCluster, Init, Join, LocalState,
                                      LocalSwarm, NodeStatus, NodeView, Plan, Promote, Reachability, RemoveStale,
                                      StandIn, SwarmRole, desired_manager_count, plan, plan_release)

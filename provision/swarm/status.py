@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..backends.base import Machine
 from ..ssh import AdminAccess
-from .driver import STATUS_CONNECT_SECONDS, observe, swarm_machines
+from .session import STATUS_CONNECT_SECONDS, observe, swarm_machines
 from .planner import Availability, Cluster, Entry, LocalState, NodeStatus, NodeView, Reachability, SwarmRole
 
 
