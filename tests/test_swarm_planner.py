@@ -171,6 +171,12 @@ def test_the_driving_manager_promotes_the_first_node_before_stepping_down():
     assert plan(cluster, 1) == Plan("swarm-2", (Promote(("swarm-1",)), Demote(("swarm-2",), via=("swarm-1",))))
 
 
+def test_the_only_reachable_manager_does_not_step_down_for_a_node_that_does_not_answer():
+    listing = (worker_entry("swarm-1"), manager_entry("swarm-2", leader=True), worker_entry("swarm-3"))
+    cluster = Cluster((silent("swarm-1"), member("swarm-2", manager=True, listing=listing), member("swarm-3")))
+    assert plan(cluster, 1) == Plan("swarm-2", ())
+
+
 def test_one_manager_of_three_replaced_keeps_the_quorum():
     listing = (manager_entry("swarm-1", leader=True),
                manager_entry("swarm-2", "old-2", reachability=Reachability.UNREACHABLE, status=DOWN),

@@ -340,11 +340,13 @@ def _roles(cluster: Cluster, control: NodeView, entries: tuple[Entry, ...], memb
         return roles.get(node.node_id, SwarmRole.MANAGER if node.name == control.name else None)
 
     promote = tuple(n.name for n in members if n.name in wanted and role(n) is not SwarmRole.MANAGER)
-    demote = tuple(n.name for n in members if n.name not in wanted and role(n) is SwarmRole.MANAGER)
+    keepers = tuple(n.name for n in cluster.usable if n.name in wanted and n.name != control.name)
+    # The control steps down only for a wanted manager we can reach: never leave the cluster without one.
+    demote = tuple(n.name for n in members if n.name not in wanted and role(n) is SwarmRole.MANAGER
+                   and (n.name != control.name or keepers))
     actions: list[Action] = [Promote(promote)] if promote else []
     if demote:
         # Drive the demotion from managers that stay managers, the control first unless it is demoted.
-        keepers = [n.name for n in cluster.usable if n.name in wanted and n.name != control.name]
         actions.append(Demote(demote, via=(*([] if control.name in demote else [control.name]), *keepers)))
     return actions
 
