@@ -24,9 +24,19 @@ class CourseImage:
     size: int = 0
 
 
-def cache_dir() -> Path:
+def cache_root() -> Path:
+    """`~/.cache/classroom` (or under `$XDG_CACHE_HOME`), mode 0700 from its first use: the saved
+    images and exercise archives may hold what the course keeps from other users."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "classroom" / "images"
+    root = Path(base) / "classroom"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if root.stat().st_mode & 0o077:  # made by an older version, or by hand
+        root.chmod(0o700)
+    return root
+
+
+def cache_dir() -> Path:
+    return cache_root() / "images"
 
 
 def reference(name: str) -> str:

@@ -37,17 +37,22 @@ class RichProgress:
         )
         self._tasks: dict[str, int] = {}
         self._plain: dict[str, tuple[str, int | None, float, int]] = {}
+        self._open: dict[str, str] = {}  # steps started and not finished: what Ctrl-C interrupts
 
     def __enter__(self) -> RichProgress:
         if self._live:
             self._bars.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, _type, exc, _traceback) -> None:
         if self._live:
             self._bars.stop()
+        if isinstance(exc, KeyboardInterrupt) and self._open:
+            exc.during = list(self._open.values())[-1]  # type: ignore[attr-defined]  # for cli.main's line
 
     def start(self, key: str, description: str, total: int | None = None) -> None:
+        self._open.pop(key, None)
+        self._open[key] = description
         if not self._live:
             self._plain[key] = (description, total, time.monotonic(), 0)
         elif key in self._tasks:
@@ -66,6 +71,7 @@ class RichProgress:
             self._bars.update(task, advance=amount, detail=detail or "")
 
     def finish(self, key: str) -> None:
+        self._open.pop(key, None)
         if not self._live:
             if key in self._plain:
                 description, total, started, _done = self._plain.pop(key)
