@@ -372,7 +372,7 @@ FAKE_SECRET = "root:$6$Zq9pX2sECRETsalt$Cq1FAKEHASHnotreal0123456789:19700:0:999
     ("name: {name}\nswarm:\n  nodes: yes\n", "{file}: swarm.nodes: must be a whole number (got True)"),
     (FAKE_SECRET + "\ndaemon:*:19700:0:99999:7:::\n", "{file}: is not a classroom file (its keys are not setting names)"),
     (FAKE_SECRET + "\n", "{file}: is not a classroom file (its keys are not setting names)"),
-    ("token=" + FAKE_SECRET + "\n", "{file}: must be a mapping of settings (name, students, images, ...)"),
+    ("API_TOKEN=SECRET-0123456789abcdef\n", "{file}: must be a mapping of settings (name, students, images, ...)"),
 ], ids=["duplicate-key", "duplicate-nested-key", "empty", "only-comments", "students-true", "students-fraction",
         "students-string", "swarm-nodes-yes", "shadow-like", "one-secret-line", "env-like"])
 def test_classroom_file_mistakes_are_one_line_and_never_echo_a_secret(content, message, cli, tmp_path):
