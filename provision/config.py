@@ -1,4 +1,4 @@
-"""The classroom file (DESIGN.md), as a Pydantic model, with command-line overrides.
+"""The classroom file (docs/design.md), as a Pydantic model, with command-line overrides.
 
 Every invalid field is reported as one line naming the field, as a `BadInput` (exit 2), before
 anything is created.
