@@ -216,7 +216,7 @@ def test_commands_that_need_the_course_refuse_a_missing_or_changed_one(engine, r
     run = cli("exec", "--hosts", "student-01", "--", "cat", "/home/student-01/exercises/README.md")
     assert run.exit_code == 0 and "Lab 1" in run.stdout, "a refused reset touched the exercises"
 
-    course.write_text(text + "ttl: 3h\n")
+    course.write_text(text + "sheets:\n  lang: fr\n")
     try:
         for args in (["reset", "1"], ["status"], ["sheets"]):
             assert only_error(cli(*args)) == (
