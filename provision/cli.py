@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import BadInput, ClassroomError, ExitCode
+from .errors import BadInput, ClassroomError, ExitCode, Interrupted
 
 app = typer.Typer(
     name="classroom",
@@ -411,13 +411,18 @@ def down(
 # --- entry point -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where exceptions become messages and exit codes."""
+    import signal
+    import threading
+
     command = typer.main.get_command(app)
+    on_main_thread = threading.current_thread() is threading.main_thread()  # only there can it handle signals
+    previous = signal.signal(signal.SIGINT, _raise_interrupted) if on_main_thread else None
     try:
         code = command.main(args=argv, prog_name="classroom", standalone_mode=False)
         code = code if isinstance(code, int) else 0
+    except Interrupted as exc:
+        _interrupted(exc)
     except typer.Exit as exc:
-        if isinstance(exc.__cause__, KeyboardInterrupt):  # Typer turns Ctrl-C into a silent Exit(130)
-            _interrupted(exc.__cause__)
         code = exc.exit_code
     except typer.TyperException as exc:  # click's usage errors: unknown option, 'abc' for a number
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
@@ -441,7 +446,14 @@ def main(argv: list[str] | None = None) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _error(f"unexpected failure: {type(exc).__name__}: {first} (run with --debug for details)")
         code = ExitCode.FAILURE
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGINT, previous)
     sys.exit(int(code))
+
+
+def _raise_interrupted(_signum, _frame) -> None:
+    raise Interrupted()
 
 
 def _error(message: str) -> None:
@@ -464,8 +476,8 @@ def _interrupted(exc: BaseException) -> None:
     import os
     import threading
 
-    during = getattr(exc, "during", None) or getattr(exc.__context__, "during", None)
-    line = "classroom: interrupted" + (f" during {during!r}" if during else "")
+    where = getattr(exc, "where", None)  # "during 'Provisioning 5 host(s)'", set by ui.RichProgress
+    line = "classroom: interrupted" + (f" {where}" if where else "")
     if _COMMAND in AFTER_INTERRUPT:
         line += f": {AFTER_INTERRUPT[_COMMAND]}"
     sys.stderr.write(line + "\n")

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import paramiko
@@ -300,6 +301,7 @@ def test_ctrl_c_during_up_exits_130_with_one_line_and_the_next_up_converges(engi
         reader = threading.Thread(target=read_stderr, daemon=True)
         reader.start()
         assert started.wait(300), f"`up` never started its hosts: {lines}"
+        time.sleep(0.5)  # into provisioning, which waits for every host's sshd
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C at a terminal does: the whole group
         try:
             code = process.wait(timeout=30)  # not the minutes the hosts in progress could take
