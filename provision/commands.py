@@ -178,7 +178,8 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         hosts = room.planned_hosts()
         passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing)
         machines = backend.ensure(hosts, key.public_line, room.progress)
-        renewed = restore_access(room, [m for m in machines if m.name in before], lost, key.public_line)
+        made_before = {m.name for m in existing}  # new hosts got the new secrets when they were made
+        renewed = restore_access(room, [m for m in machines if m.name in made_before], lost, key.public_line)
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
         reports = provision_hosts(room, machines, passwords, access, course)
         present = {m.name for m in machines}

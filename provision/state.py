@@ -210,7 +210,7 @@ class ClassroomState:
         private = self.path / HOST_KEYS_DIR / host
         public = private.with_name(f"{host}.pub")
         with _HOST_KEYS_LOCK:
-            if not private.exists():
+            if not (private.exists() and public.exists()):
                 (self.path / HOST_KEYS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
                 pem, line = _new_ed25519(host)
                 write_private(public, f"{line}\n")
