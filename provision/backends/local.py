@@ -146,7 +146,11 @@ class LocalBackend(Backend):
 
     # --- the interface -------------------------------------------------------------------------
     def preflight(self, hosts: list[HostSpec]) -> None:
-        """Engine reachable; every SSH port is free or already ours."""
+        """Engine reachable; the host image can be built; every SSH port is free or already ours."""
+        try:
+            self.client.images.get(host_image_tag())
+        except docker.errors.ImageNotFound:
+            self._require_base_image()  # before `up` writes any state, not in the middle of `ensure`
         ours = {m.name for m in self.machines() if m.state != "missing"}
         for spec in hosts:
             if spec.name in ours:
