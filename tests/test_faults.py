@@ -360,6 +360,33 @@ def test_the_cache_is_private_and_down_clears_only_this_classrooms_part(engine, 
 
 
 EMPTY = "{file}: is empty: write the classroom's settings in it (name, students, images, ...)"
+def test_down_at_a_terminal_asks_about_the_cache_and_keeps_it_when_told_no(engine, tmp_path):
+    import pty
+
+    name, cli = make_room(tmp_path, "t-askcache", students=1)
+    try:
+        assert cli("up").exit_code == 0
+        mine = json.loads((cli.home / name / "classroom.json").read_text())["cache"]
+        env = {**os.environ, **{k: v for k, v in cli.environment().items() if v is not None}}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        controller, terminal = pty.openpty()  # stdin is a terminal: `down` may ask
+        try:
+            os.write(controller, b"y\nn\n")  # destroy: yes; clear the cache: no
+            done = subprocess.run([sys.executable, "-m", "provision.cli", "down"], cwd=tmp_path, env=env,
+                                  stdin=terminal, capture_output=True, text=True, timeout=300)
+        finally:
+            os.close(terminal)
+            os.close(controller)
+        assert done.returncode == 0, done.stderr
+        assert f"Destroy classroom '{name}' and everything on it?" in done.stderr
+        assert re.search(r"Also clear its \d+ cached file\(s\) \(\d+ MB\)\? \[y/N\]", done.stderr), done.stderr
+        assert classroom_resources(engine, name) == NOTHING
+        assert all(Path(p).is_file() for p in mine), "the cache was cleared though the trainer said no"
+    finally:
+        cli("down", "--yes")
+        remove_classroom_resources(engine, name)
+
+
 FAKE_SECRET = "root:$6$Zq9pX2sECRETsalt$Cq1FAKEHASHnotreal0123456789:19700:0:99999:7:::"
 
 
