@@ -126,6 +126,7 @@ class UpResult:
     expires_at: datetime | None
     swarm: SwarmReport | None = None
     renewed: list[str] = field(default_factory=list)  # secrets made anew (`up --new-secrets`)
+    isolates_students: bool = True  # False: a student can reach the machine that runs the hosts
 
     @property
     def failed(self) -> list[HostReport]:
@@ -192,7 +193,8 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         sheet_files, sheets_dir = render_sheets(room, entries, machines)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
                                                                 key=_order(hosts)),
-                    sheet_files, sheets_dir, room.expires_at(), swarm, renewed)
+                    sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
+                    isolates_students=backend.isolates_students)
 
 
 # A container made by an `up` that was interrupted before it started: it is made again.

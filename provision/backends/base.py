@@ -46,6 +46,9 @@ class Backend(ABC):
     name: str = "?"
     # Whether `repair_access` and `restore_host_key` work: they reach a host without SSH.
     can_repair_access: bool = False
+    # Whether one student's host keeps them away from the others and from the machine that runs
+    # it (a VM each: yes). `up` says so when it does not.
+    isolates_students: bool = False
     # Hosts the last `ensure` could not create or start, with the reason: the others go on.
     failures: dict[str, str] = {}
 
