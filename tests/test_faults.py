@@ -325,6 +325,23 @@ def test_ctrl_c_during_up_exits_130_with_one_line_and_the_next_up_converges(engi
         remove_classroom_resources(engine, name)
 
 
+def test_a_host_left_half_made_by_an_interrupted_up_is_made_again(engine, tiny_image, tmp_path):
+    name, cli = make_room(tmp_path, "t-halfmade", students=2)
+    # What Ctrl-C between `docker create` and `docker start` leaves: a container never started, without keys.
+    labels = {"classroom.name": name, "classroom.host": "student-02", "classroom.role": "student",
+              "classroom.student": "student-02", "classroom.managed-by": "classroom"}
+    half = engine.containers.create(tiny_image, ["sleep", "1"], name=f"classroom-{name}-student-02", labels=labels)
+    try:
+        run = cli("up")
+        assert run.exit_code == 0, run
+        assert container_ids(engine, name)["student-02"] != half.id
+        hosts = json.loads(cli("status", "--json").stdout)["hosts"]
+        assert [(h["name"], h["state"]) for h in hosts] == [("student-01", "ready"), ("student-02", "ready")]
+    finally:
+        cli("down", "--yes")
+        remove_classroom_resources(engine, name)
+
+
 # --- 6. smaller items ---------------------------------------------------------------------------------
 def test_sheets_to_a_folder_that_cannot_be_written_is_bad_input(room):
     _name, cli = room
