@@ -725,7 +725,7 @@ def test_end_to_end_with_the_real_engine(tmp_path, monkeypatch):
         kwargs["boot"] = Boots()
     backend = AwsBackend(config, state, extra_config=extra, **kwargs)
     hosts = plan_hosts(config)
-    key = state.admin_key().public_line
+    key = state.admin_key(create=True).public_line
     swept = False
     try:
         try:
