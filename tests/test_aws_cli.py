@@ -35,7 +35,8 @@ from botocore.stub import Stubber
 from conftest import fake_aws_credentials
 from test_aws_backend import FakePulumi, make_lost_classroom  # the stand-ins (shared, not copied)
 
-from provision import backends, checks, cost, provisioning, ssh, swarm
+from provision import backends, checks, cost, provisioning, ssh
+from provision.swarm import session as swarm_session
 from provision.backends.aws import NO_PULUMI, AwsBackend
 from stacks import DEFAULT_DISK_GB
 
@@ -195,7 +196,7 @@ def unreachable(monkeypatch) -> list[dict]:
 
     monkeypatch.setattr(paramiko.SSHClient, "connect", connect)
     real = ssh.open_with_retry
-    for module in (ssh, provisioning, checks, swarm):
+    for module in (ssh, provisioning, checks, swarm_session):
         monkeypatch.setattr(module, "open_with_retry", lambda connection, _deadline=0: real(connection, 0))
     return attempts
 
