@@ -889,6 +889,7 @@ def test_hosts_wait_for_a_real_boot_with_settings_and_progress(aws_env, tmp_path
     assert (config.aws.ssh_seconds, config.aws.cloud_init_seconds) == (720, 1800)
     assert (make_config().aws.ssh_seconds, make_config().aws.cloud_init_seconds) == (600, 1500)
     backend, _ = make_backend(tmp_path, config, boot=None)  # the real wait
+    backend.state.admin_key(create=True)  # (as `up` makes it)
     progress = RecordingProgress()
     machines = backend.ensure(plan_hosts(config), KEY, progress)
     assert deadlines == [720.0, 720.0]

@@ -544,7 +544,10 @@ class AwsBackend(Backend):
         credentials = self.registry_credentials()
 
         def boot(machine: Machine) -> Machine:
-            problem = self._boot(machine, credentials)
+            try:
+                problem = self._boot(machine, credentials)
+            except Exception as exc:  # one host's surprise never stops the others' wait
+                problem = last_line(exc)
             if problem:
                 progress.note(f"{machine.name}: {problem}")
             progress.advance("aws-boot", detail=f"{machine.name}: {'ready' if not problem else 'not ready'}")
