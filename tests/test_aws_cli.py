@@ -552,3 +552,12 @@ def test_down_on_aws_with_a_damaged_classroom_json_still_destroys_everything(cli
     assert run.exit_code == 0, run
     assert "Verified: nothing of classroom 'demo' remains." in run.stdout
     assert _instances("demo") == [] and nothing_kept(cli.home)
+
+
+def test_malformed_registry_credentials_are_refused_before_anything(cli, folder, engine):
+    """Item 12: a bad CLASSROOM_REGISTRY_AUTH is one line, exit 2, nothing made (and not echoed)."""
+    run = cli("up", "--yes", env={"CLASSROOM_REGISTRY_AUTH": "dckr_pat_without_user"})
+    assert run.exit_code == 2, run
+    assert one_error_line(run) == "CLASSROOM_REGISTRY_AUTH: must be user:token (a Docker Hub access token)"
+    assert "dckr_pat" not in run.stdout + run.stderr
+    assert engine.commands("up") == [] and _instances("demo") == []
