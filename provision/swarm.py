@@ -46,6 +46,7 @@ from .backends.base import Machine
 from .errors import ClassroomError, last_line
 from .progress import NULL_PROGRESS, Progress
 from .ssh import AdminAccess, Result, admin_connection, in_parallel, open_with_retry, run
+from .untrusted import clean
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +190,10 @@ class SwarmStatus:
         if self.manager is None:
             return "swarm: no manager reachable"
         if node.in_cluster and node.status != "ready":
-            return f"swarm: node is {node.status}"
+            return f"swarm: node is {clean(node.status or '')}"
         if node.role == "manager" and node.reachability != "reachable":
-            return f"swarm: manager is {node.reachability or 'unknown'}"
-        return f"swarm: {node.detail or node.state}"
+            return f"swarm: manager is {clean(node.reachability or 'unknown')}"
+        return f"swarm: {clean(node.detail or node.state)}"  # the node's own words (docker info)
 
     @property
     def summary(self) -> str:
