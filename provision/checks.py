@@ -141,7 +141,10 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     shadow: dict[str, str] = {}
     for account, value in (fields or {}).get("shadow", []):
         shadow.setdefault(account, value)
-    differs = [a for a in accounts if a in hashes and fields is not None and shadow.get(a) != hashes[a]]
+    unanswered = [a for a in accounts if fields is not None and a not in shadow]
+    if unanswered:
+        details.append("the host's checks did not answer")
+    differs = [a for a in accounts if a in hashes and a in shadow and shadow[a] != hashes[a]]
     if differs:
         absent = [a for a in differs if not shadow.get(a)]
         changed = [a for a in differs if shadow.get(a)]
@@ -150,13 +153,13 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
                            "`classroom up` restores it")
         if absent:
             details.append(f"no account {', '.join(absent)}")
-    passwords_ok = fields is not None and not differs and not missing
+    passwords_ok = fields is not None and not differs and not missing and not unanswered
     if machine.role == "student" and user is not None and not differs:
         # The student's own host only: prove that sshd takes the sheet's password (no shell opened).
         proof = _password_login(machine, access, user, passwords[user])
         if proof is not None:
             details.append(proof)
-        passwords_ok = proof is None and not missing
+        passwords_ok = proof is None and not missing and not unanswered
     checks["ssh"] = passwords_ok
 
     if fields is not None and user is not None:
