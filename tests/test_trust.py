@@ -255,7 +255,6 @@ GRAB = """#!/bin/sh
 def test_a_root_student_on_the_shared_swarm_node_captures_no_password(swarm_room):
     room = swarm_room
     passwords = {student: row["password"] for student, row in room.roster().items()}
-    hashes = room.hashes()
     # As root on swarm-1 (any student can be, through Docker): capture what PAM and chpasswd see.
     room.root("swarm-1", "printf '%s' \"$GRAB\" > /usr/local/bin/grab && chmod 755 /usr/local/bin/grab && "
                          ": > /var/tmp/grabbed && "
@@ -270,15 +269,15 @@ def test_a_root_student_on_the_shared_swarm_node_captures_no_password(swarm_room
     room.root("swarm-1", "usermod -p '!' student-02")  # `up` must set this account again
 
     up = room.cli("up")
-    assert up.exit_code == 0, up
-    assert "password of student-02 restored" in next(line for line in up.stdout.splitlines() if " swarm-1 " in line)
     status = room.cli("status", "--json")
-    assert status.exit_code == 0, status
-
     grabbed = room.root("swarm-1", "cat /var/tmp/grabbed")
-    assert f"student-02:{hashes['student-02']}" in grabbed  # the hooks were live: they saw the hash
     for student, password in passwords.items():
         assert password not in grabbed, f"{student}'s password reached swarm-1"
+    assert up.exit_code == 0, up
+    assert "password of student-02 restored" in next(line for line in up.stdout.splitlines() if " swarm-1 " in line)
+    assert status.exit_code == 0, status
+    hashes = room.hashes()
+    assert f"student-02:{hashes['student-02']}" in grabbed  # the hooks were live: they saw the hash
     for student, hashed in hashes.items():
         assert room.root("swarm-1", f"getent shadow {student} | cut -d: -f2").strip() == hashed
     assert "No such file" in room.root("swarm-1", "ls /etc/classroom/accounts 2>&1 || true")
