@@ -18,8 +18,8 @@ from rich.markup import escape
 # Then any lone control character that is left: C0 except \t and \n, DEL, and C1 (U+0080-U+009F,
 # which some terminals obey as 8-bit CSI/OSC).
 _ESCAPES = re.compile(
-    r"\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC/DCS/SOS/PM/APC ... BEL or ST
-    r"|\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI parameters intermediates final
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC/DCS/SOS/PM/APC to BEL/ST
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"  # CSI (7- or 8-bit): parameters, intermediates, final
     r"|\x1b[ -/]*[0-~]?"  # nF / Fp / Fe / Fs escapes, and a lone ESC
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
