@@ -210,6 +210,8 @@ def _password_login(machine: Machine, access: AdminAccess, user: str, password: 
 def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
                 on_done: Callable[[Machine], None] | None = None,
                 ) -> dict[str, tuple[dict[str, bool], str | None]]:
+    if not machines:
+        return {}  # nothing to check: and no admin key made for a classroom that does not exist
     images = bool(room.config.images)
     exercises = room.config.exercises is not None
     access = room.admin_access()
