@@ -142,7 +142,7 @@ class SwarmRoom:
 
 @pytest.fixture(scope="module")
 def swarm(engine, tiny_image, tmp_path_factory):
-    import provision.swarm
+    import provision.swarm.session
     from provision.commands import Classroom, down, up
     from provision.config import load_config
 
@@ -157,13 +157,13 @@ def swarm(engine, tiny_image, tmp_path_factory):
 
     # Every command the tool sends to a node, and every log line of every library, at DEBUG.
     commands: list[str] = []
-    original_run = provision.swarm.run
+    original_run = provision.swarm.session.run
 
     def recording_run(connection, command, **kwargs):
         commands.append(command)
         return original_run(connection, command, **kwargs)
 
-    patch.setattr(provision.swarm, "run", recording_run)
+    patch.setattr(provision.swarm.session, "run", recording_run)
     logs = Capture()
     root = logging.getLogger()
     saved_level = root.level
@@ -449,9 +449,9 @@ def test_status_checks_and_details():
 
 
 def test_tokens_are_scrubbed_from_any_text():
-    from provision.swarm import _Secrets
+    from provision.swarm.session import Secrets
 
-    secrets = _Secrets()
+    secrets = Secrets()
     token = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
     secrets.add(token)
     assert secrets.scrub(f"join --token {token} failed") == "join --token <token> failed"
