@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import paramiko
@@ -28,6 +27,7 @@ from .exercises import CHECK_SCRIPT as EXERCISES_CHECK
 from .preload import IMAGES_FILE
 from .ssh import AdminAccess, HostKeyMismatch, admin_connection, in_parallel, open_with_retry, run, \
     student_connection
+from .workers import worker_pool
 
 if TYPE_CHECKING:
     from .commands import Classroom
@@ -121,26 +121,24 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     if missing:
         details.append(f"no password hash kept for {', '.join(missing)}: `classroom up` makes it")
     user = check_user(machine, {a: hashes[a] for a in accounts if a in hashes})
-    # The student's own host only: prove that sshd takes the sheet's password (no shell opened),
-    # at the same time as the admin session, so that a host costs one round trip, not two.
-    proof = _PROOFS.submit(_password_login, machine, access, user, passwords[user]) \
-        if machine.role == "student" and user is not None else None
+    script = check_script(accounts, user, images=images, exercises=exercises)
 
     fields: dict[str, list[tuple[str, ...]]] | None = None
-    try:
-        connection = open_with_retry(admin_connection(machine, access), CHECK_CONNECT_SECONDS)
+    with worker_pool(1) as pool:
+        # The student's own host only: prove that sshd takes the sheet's password (no shell
+        # opened), while the admin session runs, so that a host costs one round trip, not two.
+        proof = pool.submit(_password_login, machine, access, user, passwords[user]) \
+            if machine.role == "student" and user is not None else None
         try:
-            fields = _parse(run(connection, check_script(accounts, user, images=images, exercises=exercises),
-                                timeout=60).stdout)
-        finally:
-            connection.close()
-        checks["admin"] = True
-    except HostKeyMismatch as exc:
-        return checks, exc.message  # not the host we made: nothing else is tried, no password sent
-    except paramiko.AuthenticationException:
-        details.append(ADMIN_REFUSED)
-    except Exception as exc:  # any failure to connect is a failed check, reported per host
-        return checks, last_line(exc)
+            fields = _parse(_as_admin(machine, access, script))
+            checks["admin"] = True
+        except HostKeyMismatch as exc:
+            return checks, exc.message  # not the host we made: not used (the proof pins the key too)
+        except paramiko.AuthenticationException:
+            details.append(ADMIN_REFUSED)
+        except Exception as exc:  # any failure to connect is a failed check, reported per host
+            return checks, last_line(exc)
+        refused = proof.result() if proof is not None else None
 
     # Passwords: /etc/shadow holds the sheet's hash (read as root, compared here).
     shadow: dict[str, str] = {}
@@ -159,8 +157,7 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
         if absent:
             details.append(f"no account {', '.join(absent)}")
     passwords_ok = fields is not None and not differs and not missing and not unanswered
-    if proof is not None and not differs:
-        refused = proof.result()
+    if proof is not None and not differs:  # a password that differs was said above already
         if refused is not None:
             details.append(refused)
         passwords_ok = refused is None and not missing and not unanswered
@@ -189,7 +186,12 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     return checks, "; ".join(details) or None
 
 
-_PROOFS = ThreadPoolExecutor(64, thread_name_prefix="password-login")
+def _as_admin(machine: Machine, access: AdminAccess, script: str) -> str:
+    connection = open_with_retry(admin_connection(machine, access), CHECK_CONNECT_SECONDS)
+    try:
+        return run(connection, script, timeout=60).stdout
+    finally:
+        connection.close()
 
 
 def _password_login(machine: Machine, access: AdminAccess, user: str, password: str) -> str | None:

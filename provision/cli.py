@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import BadInput, ClassroomError, ExitCode
+from .errors import BadInput, ClassroomError, ExitCode, Interrupted
 from .untrusted import clean, shown
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ class Options:
 
 
 _DEBUG = False
+_COMMAND: str | None = None  # the command being run, for the message of an interrupted one
 
 
 @app.callback(epilog=EXAMPLES)
@@ -59,8 +60,9 @@ def _global(
                                        "[default: name in the file, else 'classroom']"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected failures."),
 ) -> None:
-    global _DEBUG
+    global _DEBUG, _COMMAND
     _DEBUG = debug
+    _COMMAND = ctx.invoked_subcommand
     ctx.obj = Options(file, name, debug)
 
 
@@ -104,6 +106,11 @@ def up(
     backend: BackendChoice | None = typer.Option(None, "--backend", help="Where the hosts run.",
                                                     show_default="from the file, else local"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before creating paid cloud resources."),
+    new_secrets: bool = typer.Option(
+        False, "--new-secrets",
+        help="The admin key, passwords or host keys of existing hosts were lost from the state folder: "
+        "make new ones and install them (new passwords void the printed sheets; a new admin key or "
+        "host key needs the local backend). Without it, such a loss is refused."),
 ) -> None:
     """Create the classroom, or converge it: hosts, accounts, sheets.
 
@@ -127,7 +134,7 @@ def up(
 
     with RichProgress() as progress:
         room.progress = progress
-        result = commands.up(room, confirm=None if yes else confirm)
+        result = commands.up(room, confirm=None if yes else confirm, new_secrets=new_secrets)
     _render_up(result, out, console)
     if result.failed:
         raise typer.Exit(ExitCode.PARTIAL)
@@ -151,6 +158,8 @@ def _render_up(result, out, console) -> None:
     ready = sum(1 for h in result.hosts if h.ok)
     if result.sheets_dir:
         out.print(f"Access sheets: {result.sheets_dir / 'index.html'} (print it), Markdown beside it.")
+    for renewed in result.renewed:
+        console.print(f"[yellow]Made anew:[/] {renewed}.", markup=True)
     if result.expires_at:
         out.print(f"Expires: {result.expires_at:%Y-%m-%d %H:%M} UTC.")
     if not result.isolates_students:
@@ -271,6 +280,7 @@ def sheets(
 
     room = _room(ctx)
     _require_existing(room)
+    commands.require_recorded_course(room)
     formats = ("html", "md") if fmt is SheetFormat.all else (fmt.value,)
     written, folder = commands.render_sheets(room, formats=formats, lang=lang.value if lang else None,
                                              out_dir=out_dir)
@@ -368,8 +378,15 @@ def ssh(
 def down(
     ctx: typer.Context,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    clear_cache: bool = typer.Option(
+        False, "--clear-cache",
+        help="Also remove the course images and exercise archives saved in ~/.cache/classroom for this "
+        "classroom (not those another classroom here uses). Asked when run at a terminal without --yes."),
 ) -> None:
-    """Destroy every host, volume and network of the classroom, then verify nothing is left."""
+    """Destroy every host, volume and network of the classroom, then verify nothing is left.
+
+    Works even when the state folder is damaged: the machines are found by their labels (tags).
+    """
     from . import commands
     from .ui import RichProgress, console, out
 
@@ -379,9 +396,17 @@ def down(
             raise BadInput(f"`down` destroys classroom {room.name!r} and its students' work: add --yes to confirm")
         if not typer.confirm(f"Destroy classroom {room.name!r} and everything on it?", err=True):
             raise BadInput("nothing was destroyed")
+        room.state.salvage = True
+        cached = commands.course_cache(room)
+        if cached and not clear_cache:
+            size = sum(path.stat().st_size for path in cached) / 1e6
+            clear_cache = typer.confirm(f"Also clear its {len(cached)} cached file(s) ({size:.0f} MB)?",
+                                        default=False, err=True)
     room.progress = RichProgress()
     with room.progress:
-        result = commands.down(room)
+        result = commands.down(room, clear_cache=clear_cache)
+    if result.cleared:
+        out.print(f"Cleared {len(result.cleared)} cached file(s) of classroom {room.name!r}.")
     if result.already_gone:
         out.print(f"classroom {room.name!r}: already gone, nothing to remove.")
         return
@@ -400,10 +425,17 @@ def down(
 # --- entry point -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where exceptions become messages and exit codes."""
+    import signal
+    import threading
+
     command = typer.main.get_command(app)
+    on_main_thread = threading.current_thread() is threading.main_thread()  # only there can it handle signals
+    previous = signal.signal(signal.SIGINT, _raise_interrupted) if on_main_thread else None
     try:
         code = command.main(args=argv, prog_name="classroom", standalone_mode=False)
         code = code if isinstance(code, int) else 0
+    except Interrupted as exc:
+        _interrupted(exc)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.TyperException as exc:  # click's usage errors: unknown option, 'abc' for a number
@@ -411,9 +443,8 @@ def main(argv: list[str] | None = None) -> None:
         line = message.splitlines()[0] if message else "invalid usage (see --help)"
         _error(line.replace("Value error, ", ""))
         code = getattr(exc, "exit_code", ExitCode.BAD_INPUT) or ExitCode.BAD_INPUT
-    except (typer.Abort, KeyboardInterrupt):
-        _error("interrupted")
-        code = ExitCode.INTERRUPTED
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        _interrupted(exc)
     except ClassroomError as exc:
         if _DEBUG:
             import traceback
@@ -429,11 +460,46 @@ def main(argv: list[str] | None = None) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _error(f"unexpected failure: {type(exc).__name__}: {first} (run with --debug for details)")
         code = ExitCode.FAILURE
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGINT, previous)
     sys.exit(int(code))
+
+
+def _raise_interrupted(_signum, _frame) -> None:
+    raise Interrupted()
 
 
 def _error(message: str) -> None:
     sys.stderr.write(f"classroom: error: {clean(message)}\n")  # may quote a host: no terminal control
+
+
+# What to do after Ctrl-C, by command: every changing command converges when run again.
+AFTER_INTERRUPT = {"up": "run `classroom up` again, it converges",
+                   "reset": "run the same `classroom reset` again, it converges",
+                   "down": "run `classroom down` again, it removes what is left"}
+
+
+def _interrupted(exc: BaseException) -> None:
+    """Ctrl-C: one line saying where it stopped and what to do, exit 130 at once.
+
+    Hosts still being worked on by pool threads are left as they are (the pools stopped handing
+    out work, see workers.worker_pool): waiting for them could take minutes, and the next run
+    converges. So the process ends here without joining those threads.
+    """
+    import os
+    import threading
+
+    where = getattr(exc, "where", None)  # "during 'Provisioning 5 host(s)'", set by ui.RichProgress
+    line = "classroom: interrupted" + (f" {where}" if where else "")
+    if _COMMAND in AFTER_INTERRUPT:
+        line += f": {AFTER_INTERRUPT[_COMMAND]}"
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    if threading.active_count() > 1:
+        os._exit(ExitCode.INTERRUPTED)
+    sys.exit(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from .config import ClassroomConfig
 from .errors import BadInput, last_line
 from .progress import NULL_PROGRESS, Progress
 from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
-from .state import ClassroomState, fingerprint
+from .state import ClassroomState, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
     from .swarm import SwarmReport, SwarmStatus
@@ -43,7 +43,10 @@ class Classroom:
     @property
     def backend_name(self) -> str:
         """The backend the classroom was created with wins over the file's default."""
-        return self.state.meta().get("backend") or self.config.backend
+        recorded = self.state.meta().get("backend")
+        if recorded is None and (self.state.path / "pulumi").is_dir():
+            recorded = "aws"  # `down` with a damaged classroom.json: the Pulumi stack says where it runs
+        return recorded or self.config.backend
 
     @property
     def preload_strategy(self) -> str:
@@ -123,6 +126,7 @@ class UpResult:
     sheets_dir: Path | None
     expires_at: datetime | None
     swarm: SwarmReport | None = None
+    renewed: list[str] = field(default_factory=list)  # secrets made anew (`up --new-secrets`)
     isolates_students: bool = True  # False: a student can reach the machine that runs the hosts
 
     @property
@@ -130,9 +134,14 @@ class UpResult:
         return [h for h in self.hosts if not h.ok]
 
 
-def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResult:
+def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_secrets: bool = False) -> UpResult:
     """Create or converge the classroom. `confirm(cost line)` is asked before paid hosts are
-    created (cloud backends only); None means go ahead."""
+    created (cloud backends only); None means go ahead. `new_secrets`: the trainer knows that
+    secrets of existing hosts are lost and wants new ones (otherwise that is refused).
+
+    Nothing is written to the state folder until the course is ready (images built or found,
+    exercises packed): a refused `up` leaves the classroom as it was.
+    """
     from .provisioning import check_course, prepare_course, provision_hosts
     from .swarm import converge_swarm
 
@@ -148,21 +157,31 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
         backend = room.backend
         backend.preflight(hosts)
         check_course(room)
-        before = {m.name for m in backend.machines() if m.running}
+        existing = [m for m in backend.machines() if m.state not in NEVER_STARTED]
+        before = {m.name for m in existing if m.running}
+        if existing and not new_secrets:
+            state.known_passwords()  # a damaged file is refused, naming it
+        lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student])
+        if lost:
+            refuse_lost_secrets(room, lost, new_secrets)
         estimate = getattr(backend, "estimate", None)  # only paid backends have one
         new_hosts = [h for h in hosts if h.name not in before]
         if confirm is not None and estimate is not None and new_hosts and not confirm(estimate(len(hosts)).line()):
             raise BadInput("nothing was created")
-        key = state.admin_key()
+        course = prepare_course(room)  # a missing image fails here, before any state is written
+        key = state.admin_key(create=True)
         now = datetime.now(timezone.utc)
         if "created_at" not in meta:
             state.update_meta(created_at=now.isoformat(timespec="seconds"),
                               expires_at=(now + config.ttl_delta).isoformat(timespec="seconds"))
-        state.update_meta(backend=backend.name, students=students, swarm_nodes=swarm_nodes)
+        state.update_meta(backend=backend.name, students=students, swarm_nodes=swarm_nodes,
+                          course=course_record(config),
+                          cache=sorted(set(meta.get("cache") or []) | set(course.cache_files())))
         hosts = room.planned_hosts()
-        passwords = state.passwords(student_names(students))
-        course = prepare_course(room)  # a missing image fails here, before any host exists
+        passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing)
         machines = backend.ensure(hosts, key.public_line, room.progress)
+        made_before = {m.name for m in existing}  # new hosts got the new secrets when they were made
+        renewed = restore_access(room, [m for m in machines if m.name in made_before], lost, key.public_line)
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
         reports = provision_hosts(room, machines, passwords, access, course)
         present = {m.name for m in machines}
@@ -175,8 +194,82 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
         sheet_files, sheets_dir = render_sheets(room, entries, machines)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
                                                                 key=_order(hosts)),
-                    sheet_files, sheets_dir, room.expires_at(), swarm,
+                    sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
                     isolates_students=backend.isolates_students)
+
+
+# A container made by an `up` that was interrupted before it started: it is made again.
+NEVER_STARTED = ("created", "missing")
+
+
+def refuse_lost_secrets(room: Classroom, lost: LostSecrets, new_secrets: bool) -> None:
+    """BadInput unless the trainer asked for new secrets and the backend can install them."""
+    where = room.state.path
+    if not new_secrets:
+        raise BadInput(f"classroom {room.name!r} has hosts whose secrets are gone from {where} ({lost.describe()}): "
+                       "restore them, or run `classroom up --new-secrets` to make new ones "
+                       "(new passwords void the printed sheets), or `classroom down` then `classroom up`")
+    backend = room.backend
+    if (lost.admin_key or lost.host_keys) and not backend.can_repair_access:
+        what = "the admin key" if lost.admin_key else f"the host keys of {', '.join(lost.host_keys)}"
+        way_out = ("`classroom down` then `classroom up`" if lost.admin_key else
+                   f"`classroom reset --hard {' '.join(lost.host_keys)}` (new machines), or `classroom down` "
+                   "then `classroom up`")
+        raise BadInput(f"{what} of classroom {room.name!r} cannot be installed anew on {backend.name} hosts "
+                       f"without the old one: {way_out}")
+
+
+def restore_access(room: Classroom, machines: list[Machine], lost: LostSecrets, admin_public_key: str) -> list[str]:
+    """`up --new-secrets` on hosts that outlived their secrets: install the new admin key and host
+    keys through the backend (not SSH: the tool can no longer log in, or no longer trusts the
+    host). New passwords need nothing here: provisioning sets them. Returns what was renewed."""
+    backend = room.backend
+    running = [m for m in machines if m.running]
+    renewed = []
+    if lost.admin_key:
+        for machine in running:
+            backend.repair_access(machine, admin_public_key)
+        renewed.append(f"a new admin key, installed on {len(running)} host(s)")
+    for machine in running:
+        if machine.name in lost.host_keys:
+            backend.restore_host_key(machine, room.state.host_key(machine.name))
+    if lost.host_keys:
+        renewed.append(f"new host keys for {', '.join(lost.host_keys)}")
+    if lost.passwords:
+        renewed.append(f"new passwords for {', '.join(lost.passwords)}: the sheets printed before are void, "
+                       "print the new ones")
+    return renewed
+
+
+def course_record(config: ClassroomConfig) -> dict[str, str | None]:
+    """What `up` made the classroom from: reset, status and sheets refuse another course."""
+    return {"file": str(config.source) if config.source else None, "digest": config.source_digest}
+
+
+def require_recorded_course(room: Classroom) -> None:
+    """BadInput when the classroom file given now is not the one the last `up` applied (or is
+    missing): reset would restore the wrong exercises, status would check the wrong images."""
+    recorded = room.state.meta().get("course")
+    if not isinstance(recorded, dict):
+        return  # made before courses were recorded: nothing to compare with
+    made_from, digest = recorded.get("file"), recorded.get("digest")
+    config = room.config
+    if config.source_digest == digest:
+        return
+    name = room.name
+    if made_from is None:
+        raise BadInput(f"classroom {name!r} was made without a classroom file, not from {config.source}: "
+                       "`classroom up` applies a file")
+    if config.source is None:
+        if Path(made_from).is_file():
+            raise BadInput(f"classroom {name!r} was made from {made_from}: add `-f {made_from}`")
+        raise BadInput(f"classroom {name!r} was made from {made_from}, which is missing: restore it "
+                       "(`classroom -f FILE up` applies another course)")
+    if not Path(made_from).is_file() or config.source != Path(made_from):
+        raise BadInput(f"classroom {name!r} was made from {made_from}, not {config.source}: add `-f {made_from}`, "
+                       "or `classroom up` applies this file")
+    raise BadInput(f"{made_from} changed since classroom {name!r} was made from it: `classroom up` applies "
+                   "a changed file")
 
 
 def _order(hosts: list[HostSpec]):
@@ -208,7 +301,12 @@ def render_sheets(room: Classroom, entries: list[RosterEntry] | None = None,
         backend=room.backend_name,
     )
     out = out_dir or default_sheets_dir(room)
-    return render(entries, course, formats=list(formats), lang=lang or room.config.sheets.lang, out_dir=out), out
+    try:
+        return render(entries, course, formats=list(formats), lang=lang or room.config.sheets.lang, out_dir=out), out
+    except OSError as exc:
+        if out_dir is None:
+            raise
+        raise BadInput(f"--out: cannot write the sheets to {out}: {exc.strerror or exc}") from None
 
 
 # --- status ----------------------------------------------------------------------------------------
@@ -245,11 +343,12 @@ class StatusResult:
 
 
 def status(room: Classroom) -> StatusResult:
-    from concurrent.futures import ThreadPoolExecutor
-
     from .checks import check_hosts
     from .swarm import swarm_status
+    from .workers import worker_pool
 
+    if room.state.exists:
+        require_recorded_course(room)
     machines = room.backend.machines()
     exists = bool(machines) or room.state.exists
     by_name = {m.name: m for m in machines}
@@ -257,7 +356,7 @@ def status(room: Classroom) -> StatusResult:
     passwords = room.state.known_passwords()
     present = [by_name[h.name] for h in planned if h.name in by_name]
     swarm = None
-    with ThreadPoolExecutor(1) as pool:  # the Swarm view (admin) while the students' checks run
+    with worker_pool(1) as pool:  # the Swarm view (admin) while the students' checks run
         nodes = [m for m in present if m.role != "student" and m.running]
         future = pool.submit(swarm_status, nodes, room.admin_access()) if nodes else None
         checked = check_hosts(room, present, passwords)
@@ -286,18 +385,42 @@ class DownResult:
     removed: list[Leftover]
     leftovers: list[Leftover]
     already_gone: bool
+    cleared: list[Path] = field(default_factory=list)  # cache files removed (`--clear-cache`)
 
 
-def down(room: Classroom) -> DownResult:
+def down(room: Classroom, clear_cache: bool = False) -> DownResult:
+    """Remove everything of the classroom. Never blocked by its state folder: a damaged file
+    reads as empty (the backend finds the machines by label or tag, not from the folder), and
+    the folder goes at the end. `clear_cache`: also the cached files only this classroom used."""
+    room.state.salvage = True
     backend = room.backend
     with room.state.lock("down"):
         existed = bool(backend.leftovers()) or room.state.exists
         # Nothing of it anywhere: nothing to destroy (and no engine needed, e.g. no `pulumi`).
         removed = backend.destroy(room.progress) if existed else []
         left = backend.leftovers()
+        cleared = clear_course_cache(room) if clear_cache and not left else []
         if not left:
             room.state.remove()
-    return DownResult(room.name, removed, left, already_gone=not existed and not removed)
+    return DownResult(room.name, removed, left, already_gone=not existed and not removed, cleared=cleared)
+
+
+def course_cache(room: Classroom) -> list[Path]:
+    """The cached files (saved images, exercise archives) this classroom's `up`s used and no
+    other classroom here records: the cache is shared by image ID, so another classroom's stay."""
+    mine = {Path(p) for p in room.state.meta().get("cache") or []}
+    root = room.state.path.parent
+    for other in root.iterdir() if mine and root.is_dir() else []:
+        if other.name != room.name and other.is_dir():
+            mine -= {Path(p) for p in ClassroomState(other.name, root).salvaged_meta().get("cache") or []}
+    return sorted(path for path in mine if path.is_file())
+
+
+def clear_course_cache(room: Classroom) -> list[Path]:
+    cleared = course_cache(room)
+    for path in cleared:
+        path.unlink(missing_ok=True)
+    return cleared
 
 
 # --- reset -----------------------------------------------------------------------------------------
@@ -339,6 +462,11 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
     specs = resolve_targets(room, targets)
     if not hard and any(spec.is_swarm for spec in specs):
         raise BadInput("a Swarm node is shared by every student: reset it with --hard")
+    require_recorded_course(room)
+    unknown = [spec.student for spec in specs if spec.student and spec.student not in room.state.known_passwords()]
+    if unknown:
+        raise BadInput(f"the password of {', '.join(unknown)} is gone from {room.state.path}: restore it, or "
+                       "`classroom up --new-secrets` makes new ones (the printed sheets become void)")
     with room.state.lock("reset"):
         backend = room.backend
         key = room.state.admin_key()

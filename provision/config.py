@@ -6,6 +6,7 @@ anything is created.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,9 @@ IMAGE_RE = re.compile(
 )
 TTL_RE = re.compile(r"^(\d+)\s*([mhd])$")
 TTL_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+SETTING_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,39}$")  # what a setting's name looks like
+# Counts are YAML integers only: `students: true` (a bool is an int to Python), 2.5 or "3" is a mistake.
+Count = Annotated[int, Field(strict=True)]
 
 
 class _Strict(BaseModel):
@@ -50,8 +54,8 @@ class ImageSpec(_Strict):
 
 
 class SwarmConfig(_Strict):
-    nodes: Annotated[int, Field(ge=0, le=9)] = 3
-    managers: Annotated[int, Field(ge=1)] = 1
+    nodes: Annotated[Count, Field(ge=0, le=9)] = 3
+    managers: Annotated[Count, Field(ge=1)] = 1
 
     @model_validator(mode="after")
     def _managers_fit(self) -> SwarmConfig:
@@ -111,7 +115,7 @@ PLAIN_RUNTIMES = ("runc", "io.containerd.runc.v2", "io.containerd.runtime.v1.lin
 
 class LocalConfig(_Strict):
     public_host: str = "127.0.0.1"
-    ssh_port_base: Annotated[int, Field(ge=1024, le=60000)] = 2200
+    ssh_port_base: Annotated[Count, Field(ge=1024, le=60000)] = 2200
     limits: LocalLimits = LocalLimits()
     # An OCI runtime that isolates Docker-in-Docker without added privileges, e.g. sysbox-runc.
     runtime: str | None = None
@@ -170,7 +174,7 @@ class PreloadConfig(_Strict):
     # push: the instructor's engine sends its images (default on local); pull: each host pulls
     # for itself (default on aws).
     strategy: Literal["push", "pull"] | None = None
-    parallel: Annotated[int, Field(ge=1, le=64)] = 16
+    parallel: Annotated[Count, Field(ge=1, le=64)] = 16
     # Docker Hub pull-through mirror, written into each new host's daemon.json (any strategy, any
     # backend: students' own pulls use it too). Hosts made before a change keep their old setting
     # until they are replaced (`reset --hard`) or the classroom is made anew.
@@ -197,7 +201,7 @@ class AwsConfig(_Strict):
 class ClassroomConfig(_Strict):
     name: str = DEFAULT_NAME
     backend: Literal["local", "aws"] = "local"
-    students: Annotated[int, Field(ge=1, le=MAX_STUDENTS)] = 3
+    students: Annotated[Count, Field(ge=1, le=MAX_STUDENTS)] = 3
     images: list[ImageSpec] = []
     exercises: Path | None = None
     swarm: SwarmConfig = SwarmConfig()
@@ -208,6 +212,10 @@ class ClassroomConfig(_Strict):
     ttl: str = "8h"
     # Where the file was read from: relative paths (exercises, image builds) are relative to it.
     base_dir: Path = Field(default=Path("."), exclude=True)
+    # The file itself and a digest of its bytes (None: built-in defaults): `up` records them, and
+    # the commands that need the course refuse another one rather than guess.
+    source: Path | None = Field(default=None, exclude=True)
+    source_digest: str | None = Field(default=None, exclude=True)
 
     @field_validator("name")
     @classmethod
@@ -277,24 +285,31 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     path = Path(path) if explicit else DEFAULT_FILE
     data: dict[str, Any] = {}
     label = str(path)
+    source = digest = None
     if path.is_dir():
         raise BadInput(f"{label}: is a folder, not a classroom file")
     if path.exists():
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
+            loaded = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark else ""
             problem = getattr(exc, "problem", None) or "not valid YAML"
             raise BadInput(f"{label}: invalid YAML{where}: {problem}") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{label}: cannot be read: {exc}") from None
-        if loaded is None:
-            loaded = {}
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise BadInput(f"{label}: cannot be read: {reason}") from None
+        if loaded is None:  # empty, or only comments: surely not meant as "all the defaults"
+            raise BadInput(f"{label}: is empty: write the classroom's settings in it (name, students, images, ...)")
         if not isinstance(loaded, dict):
             raise BadInput(f"{label}: must be a mapping of settings (name, students, images, ...)")
+        if not all(isinstance(key, str) and SETTING_RE.match(key) for key in loaded):
+            # Never echo such a key: `-f /etc/shadow` would print a password hash.
+            raise BadInput(f"{label}: is not a classroom file (its keys are not setting names)")
         data = loaded
         base_dir = path.resolve().parent
+        source, digest = path.resolve(), hashlib.sha256(raw).hexdigest()
     elif explicit:
         raise BadInput(f"{label}: no such classroom file")
     else:
@@ -313,12 +328,29 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         sources[keys] = option
 
     try:
-        config = ClassroomConfig.model_validate({**data, "base_dir": base_dir})
+        config = ClassroomConfig.model_validate({**data, "base_dir": base_dir, "source": source,
+                                                  "source_digest": digest})
     except ValidationError as exc:
         raise BadInput(_one_line(exc, label, sources)) from None
     if check_paths:
         check_course_paths(config, label)
     return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice is an error: YAML keeps the last one
+    silently, so `students: 30` above a forgotten `students: 3` would make 3 hosts."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                shown = repr(key) if isinstance(key, str) and SETTING_RE.match(key) else "a key"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate setting {shown}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def check_course_paths(config: ClassroomConfig, label: str = "classroom file") -> None:

@@ -34,6 +34,11 @@ class BadInput(ClassroomError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised by the CLI's SIGINT handler. Not a KeyboardInterrupt, which Typer turns
+    into a silent exit 130; not an Exception, so that no `except Exception` swallows it."""
+
+
 def last_line(value: object, limit: int = 200) -> str:
     """The last non-empty line of an error or a command's output: where tools put the reason.
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from fabric import Connection
 
 from .errors import BadInput
-from .images import cache_dir
+from .images import cache_dir, private_cache_folder
 from .ssh import check
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def pack_exercises(folder: Path) -> ExercisePack:
     digest = hashlib.sha256(manifest.encode()).hexdigest()
     archive = cache_dir().parent / "exercises" / f"{digest[:20]}.tar"
     if not archive.exists():
-        archive.parent.mkdir(parents=True, exist_ok=True)
+        private_cache_folder(archive.parent)
         partial = archive.with_suffix(".partial")
         partial.write_bytes(buffer.getvalue())
         os.replace(partial, archive)

@@ -25,8 +25,20 @@ class CourseImage:
 
 
 def cache_dir() -> Path:
+    """Where saved course images go: `~/.cache/classroom/images` (or under `$XDG_CACHE_HOME`)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "classroom" / "images"
+
+
+def private_cache_folder(folder: Path) -> Path:
+    """Make `folder` (in the cache) with `~/.cache/classroom` mode 0700: the saved images and
+    exercise archives may hold what a course keeps from other users of this machine."""
+    root = cache_dir().parent
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if root.stat().st_mode & 0o077:  # made by an older version, or by hand
+        root.chmod(0o700)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
 
 
 def reference(name: str) -> str:
@@ -122,8 +134,7 @@ def _build(client, name: str, folder: Path, index: int, progress: Progress):
 
 def _save(client, name: str, image, progress: Progress) -> CourseImage:
     """`docker save` into the cache, keyed by image ID: a new build means a new file."""
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_cache_folder(cache_dir())
     digest = image.id.split(":", 1)[-1]
     safe = name.replace("/", "_").replace(":", "_")
     archive = folder / f"{digest[:20]}-{safe}.tar"

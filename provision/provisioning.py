@@ -35,6 +35,12 @@ class Course:
     exercises: ExercisePack | None = None
     strategy: str = "push"
 
+    def cache_files(self) -> list[str]:
+        """The files of the trainer's cache this course uses: `down --clear-cache` removes them."""
+        paths = [image.archive for image in self.images if image.archive is not None]
+        paths += [self.exercises.archive] if self.exercises is not None else []
+        return sorted(str(path) for path in paths)
+
 
 def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
     """Build/pull/save the images and pack the exercises, before any host is touched.

@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from fabric import Config, Connection
 from .backends.base import Machine
 from .errors import ClassroomError, last_line
 from .untrusted import clean
+from .workers import worker_pool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -199,6 +199,6 @@ def in_parallel(items: Iterable[T], work: Callable[[T], R], limit: int = DEFAULT
 
     if not items:
         return results
-    with ThreadPoolExecutor(max(1, min(limit, len(items)))) as pool:
+    with worker_pool(max(1, min(limit, len(items)))) as pool:
         results = list(pool.map(guarded, items))
     return results

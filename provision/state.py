@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ClassroomError, ExitCode
+from .errors import BadInput, ClassroomError, ExitCode
 
 KEY_FILE = "admin_key"
 HOST_KEYS_DIR = "host_keys"  # host_keys/<host>: each host's sshd key, made here, never on the host
@@ -32,6 +32,13 @@ HASHES_FILE = "password_hashes.json"  # student -> SHA-512 crypt hash: all that 
 META_FILE = "classroom.json"
 LOCK_FILE = "lock"
 _HOST_KEYS_LOCK = threading.Lock()  # hosts are created in parallel: one writer of known_hosts at a time
+
+# What a trainer can do about each state file when it is damaged: `down` never needs them.
+RECOVERY = {
+    META_FILE: "`classroom down` still removes the classroom; or restore the file",
+    ROSTER_FILE: "restore the file, or `classroom up --new-secrets` gives every student a new password "
+                 "(the printed sheets become void); `classroom down` still removes the classroom",
+}
 
 
 def state_root() -> Path:
@@ -58,6 +65,56 @@ def write_private(path: Path, content: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_state_json(path: Path, default: dict[str, Any], *, salvage: bool = False) -> dict[str, Any]:
+    """A JSON state file as a dict; `default` when it does not exist. A damaged one (truncated,
+    edited by hand) is a BadInput naming the file and the way out, never a JSONDecodeError;
+    `salvage=True` (down) reads it as `default` instead, so that nothing blocks the removal."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return dict(default)
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"cannot be read: {exc.strerror or type(exc).__name__}" if isinstance(exc, OSError) \
+            else "not valid UTF-8"
+    else:
+        try:
+            value = json.loads(text)
+            problem = "" if isinstance(value, dict) else "not a JSON object"
+        except ValueError:
+            problem = "not valid JSON"
+        if not problem:
+            return value
+    if salvage:
+        return dict(default)
+    way_out = RECOVERY.get(path.name, "`classroom down` still removes the classroom; or restore the file")
+    raise BadInput(f"{path} is damaged ({problem}): {way_out}")
+
+
+@dataclass(frozen=True)
+class LostSecrets:
+    """Secrets of hosts that exist but are gone from the state folder. Made anew silently, they
+    would lock the tool out (admin key, host keys) or void the printed sheets (passwords)."""
+
+    admin_key: bool = False
+    passwords: tuple[str, ...] = ()  # students whose host exists (or every one: the file is gone)
+    host_keys: tuple[str, ...] = ()  # hosts that exist without their pinned key
+
+    def __bool__(self) -> bool:
+        return self.admin_key or bool(self.passwords) or bool(self.host_keys)
+
+    def describe(self) -> str:
+        parts = ["the admin key"] if self.admin_key else []
+        if self.passwords:
+            parts.append(f"the passwords of {_names(self.passwords)}")
+        if self.host_keys:
+            parts.append(f"the host keys of {_names(self.host_keys)}")
+        return ", ".join(parts)
+
+
+def _names(names: tuple[str, ...], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 @dataclass(frozen=True)
@@ -107,21 +164,41 @@ class ClassroomState:
     def __init__(self, name: str, root: Path | None = None):
         self.name = name
         self.path = (root or state_root()) / name
+        # `down` sets it: a damaged file then reads as empty rather than stopping the removal.
+        self.salvage = False
 
     @property
     def exists(self) -> bool:
         return (self.path / META_FILE).exists()
 
     # --- admin key -------------------------------------------------------------------------
-    def admin_key(self) -> AdminKey:
-        """The classroom's ed25519 admin key, made on first use."""
+    def admin_key(self, create: bool = False) -> AdminKey:
+        """The classroom's ed25519 admin key. Only `up` makes one (`create`), after checking that
+        no host still trusts a lost one (`lost_secrets`); any other command refuses without it."""
         private = self.path / KEY_FILE
         public = self.path / f"{KEY_FILE}.pub"
-        if not private.exists():
+        if not (private.exists() and public.exists()):
+            if not create:
+                raise BadInput(f"{private} is missing: the tool cannot log into the classroom's hosts without it; "
+                               "restore it, or `classroom up --new-secrets` installs a new one (local backend); "
+                               "`classroom down` still removes the classroom")
             pem, line = _new_ed25519(f"classroom-{self.name}")
             write_private(private, pem)
             write_private(public, f"{line}\n")
         return AdminKey(private, public.read_text().strip())
+
+    def lost_secrets(self, hosts: list[str], students: list[str]) -> LostSecrets:
+        """What of the secrets of existing `hosts` (whose own students are `students`) is gone."""
+        if not hosts:
+            return LostSecrets()
+        admin_lost = not ((self.path / KEY_FILE).exists() and (self.path / f"{KEY_FILE}.pub").exists())
+        known = read_state_json(self.path / ROSTER_FILE, {}, salvage=True)  # damaged: all lost
+        lost_passwords = tuple(s for s in students if s not in known)
+        if not known and not lost_passwords:  # only Swarm nodes are left: they have every account
+            lost_passwords = ("every student",)
+        folder = self.path / HOST_KEYS_DIR
+        lost_keys = tuple(h for h in hosts if not ((folder / h).exists() and (folder / f"{h}.pub").exists()))
+        return LostSecrets(admin_lost, lost_passwords, lost_keys)
 
     # --- host keys -----------------------------------------------------------------------------
     @property
@@ -134,7 +211,7 @@ class ClassroomState:
         private = self.path / HOST_KEYS_DIR / host
         public = private.with_name(f"{host}.pub")
         with _HOST_KEYS_LOCK:
-            if not private.exists():
+            if not (private.exists() and public.exists()):
                 (self.path / HOST_KEYS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
                 pem, line = _new_ed25519(host)
                 write_private(public, f"{line}\n")
@@ -154,12 +231,13 @@ class ClassroomState:
         write_private(self.known_hosts_path, lines)
 
     # --- passwords ---------------------------------------------------------------------------
-    def passwords(self, students: list[str]) -> dict[str, str]:
-        """Each student's password: generated once, then stable across re-runs."""
+    def passwords(self, students: list[str], *, replace_damaged: bool = False) -> dict[str, str]:
+        """Each student's password: generated once, then stable across re-runs. `replace_damaged`
+        (`up --new-secrets`): a damaged file is replaced rather than refused."""
         from .passwords import new_password
 
         path = self.path / ROSTER_FILE
-        known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        known = read_state_json(path, {}, salvage=replace_damaged)
         missing = [s for s in students if s not in known]
         if missing:
             known.update({s: new_password() for s in missing})
@@ -167,8 +245,7 @@ class ClassroomState:
         return {s: known[s] for s in students}
 
     def known_passwords(self) -> dict[str, str]:
-        path = self.path / ROSTER_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_state_json(self.path / ROSTER_FILE, {}, salvage=self.salvage)
 
     def password_hashes(self, passwords: dict[str, str]) -> dict[str, str]:
         """Each student's crypt hash (passwords.py), made once and kept: hosts compare it with
@@ -185,14 +262,18 @@ class ClassroomState:
         return {student: known[student] for student in passwords}
 
     def known_password_hashes(self) -> dict[str, str]:
-        """The hashes kept so far (read only: `status` never writes)."""
-        path = self.path / HASHES_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+        """The hashes kept so far (read only: `status` never writes). Made from the passwords, so
+        a damaged file is nothing to refuse: its hashes are made again by the next `up`."""
+        hashes = read_state_json(self.path / HASHES_FILE, {}, salvage=True)
+        return {student: hashed for student, hashed in hashes.items() if isinstance(hashed, str)}
 
     # --- metadata ------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
-        path = self.path / META_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_state_json(self.path / META_FILE, {}, salvage=self.salvage)
+
+    def salvaged_meta(self) -> dict[str, Any]:
+        """The metadata, or {} when its file is damaged: for looking at other classrooms."""
+        return read_state_json(self.path / META_FILE, {}, salvage=True)
 
     def update_meta(self, **values: Any) -> dict[str, Any]:
         meta = self.meta()

@@ -15,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from .errors import Interrupted
 from .untrusted import clean
 
 console = Console(stderr=True, highlight=False)  # progress and messages: stdout stays for data
@@ -39,17 +40,26 @@ class RichProgress:
         )
         self._tasks: dict[str, int] = {}
         self._plain: dict[str, tuple[str, int | None, float, int]] = {}
+        self._open: dict[str, str] = {}  # steps started and not finished: what Ctrl-C interrupts
+        self._finished: str | None = None  # the last step that ended
 
     def __enter__(self) -> RichProgress:
         if self._live:
             self._bars.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, _type, exc, _traceback) -> None:
         if self._live:
             self._bars.stop()
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):  # where it stopped, for cli.main's line
+            if self._open:
+                exc.where = f"during {list(self._open.values())[-1]!r}"  # type: ignore[union-attr]
+            elif self._finished:
+                exc.where = f"after {self._finished!r}"  # type: ignore[union-attr]
 
     def start(self, key: str, description: str, total: int | None = None) -> None:
+        self._open.pop(key, None)
+        self._open[key] = description
         if not self._live:
             self._plain[key] = (description, total, time.monotonic(), 0)
         elif key in self._tasks:
@@ -68,6 +78,7 @@ class RichProgress:
             self._bars.update(task, advance=amount, detail=detail or "")
 
     def finish(self, key: str) -> None:
+        self._finished = self._open.pop(key, self._finished)
         if not self._live:
             if key in self._plain:
                 description, total, started, _done = self._plain.pop(key)

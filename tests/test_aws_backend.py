@@ -642,7 +642,7 @@ def test_end_to_end_with_the_real_engine(tmp_path, monkeypatch):
             if real:
                 raise
             pytest.skip(f"preflight against moto: {exc}")
-        machines = backend.ensure(hosts, state.admin_key().public_line)
+        machines = backend.ensure(hosts, state.admin_key(create=True).public_line)
         assert [m.name for m in machines] == ["student-01", "student-02"]
         assert all(m.ssh_host for m in machines)
         assert {m.name for m in backend.machines()} == {"student-01", "student-02"}

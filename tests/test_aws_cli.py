@@ -450,3 +450,30 @@ def test_down_lists_what_is_left_and_exits_1(cli, folder, engine, unreachable):
     assert run.error_lines[-1] == f"{ERROR}1 resource(s) of 'demo' are left: see above"
     assert "Verified" not in run.stdout
     assert (cli.home / "demo" / "admin_key").is_file()  # kept: the classroom is not gone
+
+
+# --- faults that lose nothing (issue 8) ---------------------------------------------------------------
+def test_a_lost_admin_key_is_refused_on_aws_even_with_new_secrets(cli, folder, engine, unreachable):
+    assert cli("up", "--yes").exit_code == 3
+    state = cli.home / "demo"
+    (state / "admin_key").unlink()
+    assert one_error_line(cli("up", "--yes")).startswith(
+        f"classroom 'demo' has hosts whose secrets are gone from {state} (the admin key")
+    run = cli("up", "--yes", "--new-secrets")
+    assert run.exit_code == 2, run
+    assert one_error_line(run) == ("the admin key of classroom 'demo' cannot be installed anew on aws hosts "
+                                   "without the old one: `classroom down` then `classroom up`")
+    assert not (state / "admin_key").exists() and len(engine.commands("up")) == 1
+
+
+def test_down_on_aws_with_a_damaged_classroom_json_still_destroys_everything(cli, folder, engine, unreachable):
+    assert cli("up", "--yes").exit_code == 3
+    meta = cli.home / "demo" / "classroom.json"
+    meta.write_text(meta.read_text()[:40])
+    assert one_error_line(cli("status")).startswith(f"{meta} is damaged (not valid JSON): `classroom down`")
+    elsewhere = folder / "elsewhere"  # no classroom file: the backend is read from the state folder
+    elsewhere.mkdir()
+    run = cli("--name", "demo", "down", "--yes", cwd=elsewhere)
+    assert run.exit_code == 0, run
+    assert "Verified: nothing of classroom 'demo' remains." in run.stdout
+    assert _instances("demo") == [] and nothing_kept(cli.home)

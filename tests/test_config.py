@@ -113,8 +113,11 @@ def test_the_default_file_is_read_from_the_current_folder(tmp_path, monkeypatch)
     assert (config.name, config.students) == ("here", 4)
 
 
-def test_an_empty_file_means_defaults(tmp_path):
-    assert load_config(write(tmp_path, "")).name == "classroom"
+def test_an_empty_file_is_a_mistake_not_all_defaults(tmp_path):
+    # It used to make the default 3 students and 3 Swarm nodes silently (issue 8).
+    for text in ("", "# name: course\n"):
+        with pytest.raises(BadInput, match="is empty: write the classroom's settings in it"):
+            load_config(write(tmp_path, text))
 
 
 def test_options_override_the_file(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..progress import NULL_PROGRESS, Progress
 from ..roster import HostSpec, Role
+from ..state import HostKey
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Backend(ABC):
     """Creates, lists, replaces and destroys one classroom's machines."""
 
     name: str = "?"
+    # Whether `repair_access` and `restore_host_key` work: they reach a host without SSH.
+    can_repair_access: bool = False
     # Whether one student's host keeps them away from the others and from the machine that runs
     # it (a VM each: yes). `up` says so when it does not.
     isolates_students: bool = False
@@ -78,6 +81,11 @@ class Backend(ABC):
     def repair_access(self, machine: Machine, admin_public_key: str) -> bool:
         """Put the admin key back in root's authorized_keys without SSH, if this backend can
         (a student who is root on their host may have removed it). False: it cannot."""
+        return False
+
+    def restore_host_key(self, machine: Machine, host_key: HostKey) -> bool:
+        """Install a new SSH host key on a running host without SSH (the old one is lost from the
+        state folder, so the tool can no longer tell the host from a stranger), if this backend can."""
         return False
 
     def upload(self, machine: Machine, local: Path, remote_path: str) -> bool:

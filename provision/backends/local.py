@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,7 +26,8 @@ from ..config import ClassroomConfig, LocalConfig, docker_daemon_config
 from ..errors import BadInput, ClassroomError
 from ..progress import NULL_PROGRESS, Progress
 from ..roster import HostSpec
-from ..state import ClassroomState
+from ..state import ClassroomState, HostKey
+from ..workers import worker_pool
 from .base import Backend, Leftover, Machine
 
 LABEL = "classroom.name"
@@ -144,6 +144,7 @@ def _tar_of(files_: dict[str, tuple[bytes, int]]) -> bytes:
 
 class LocalBackend(Backend):
     name = "local"
+    can_repair_access = True  # through the engine, which students cannot reach
 
     def __init__(self, config: ClassroomConfig, state: ClassroomState,
                  client: docker.DockerClient | None = None):
@@ -217,13 +218,18 @@ class LocalBackend(Backend):
         return self._engine_info
 
     def preflight(self, hosts: list[HostSpec]) -> None:
-        """Engine reachable; the runtime known to it; every SSH port is free or already ours."""
+        """Engine reachable; the runtime known to it; the host image can be built; every SSH port is
+        free or already ours."""
         runtime = self.config.local.runtime
         known = sorted(self.engine_info.get("Runtimes") or {})
         if runtime and runtime not in known:
             raise BadInput(f"local.runtime: the Docker engine has no runtime {runtime!r} (it has "
                            f"{', '.join(known) or 'none'}): install it and register it in the engine's "
                            "daemon.json, or remove local.runtime")
+        try:
+            self.client.images.get(host_image_tag())
+        except docker.errors.ImageNotFound:
+            self._require_base_image()  # before `up` writes any state, not in the middle of `ensure`
         ours = {m.name for m in self.machines() if m.state != "missing"}
         for spec in hosts:
             if spec.name in ours:
@@ -246,13 +252,17 @@ class LocalBackend(Backend):
 
         def bring_up(spec: HostSpec) -> None:
             container = existing.get(spec.name)
+            if container is not None and container.status == "created":
+                # Never started: an interrupted `up` left it before its keys were put in. Again.
+                container.remove(force=True)
+                container = None
             if container is None:
                 self._create(spec, image, network, admin_public_key)
             else:  # stopped by hand or by a reboot: start it, its disk is kept
                 container.start()
             progress.advance("hosts", detail=spec.name)
 
-        with ThreadPoolExecutor(PARALLEL) as pool:
+        with worker_pool(PARALLEL) as pool:
             errors = [f.exception() for f in [pool.submit(bring_up, s) for s in todo]]
         progress.finish("hosts")
         # One host that cannot start never stops the others: it is reported, and `up` exits 3.
@@ -304,7 +314,7 @@ class LocalBackend(Backend):
             removed.append(Leftover("container", container.name))
             progress.advance("destroy", detail=container.labels.get("classroom.host"))
 
-        with ThreadPoolExecutor(PARALLEL) as pool:
+        with worker_pool(PARALLEL) as pool:
             list(pool.map(remove, containers))
         for volume in self.client.volumes.list(filters=self._filters()):
             self._remove_volume(volume.name)
@@ -329,6 +339,16 @@ class LocalBackend(Backend):
             raise ClassroomError(f"{machine.name}: repairing admin access failed: {output.decode(errors='replace')[:200]}")
         return container.put_archive("/root/.ssh", _tar_of({"authorized_keys": (admin_public_key.encode() + b"\n",
                                                                                   0o600)}))
+
+    def restore_host_key(self, machine: Machine, host_key: HostKey) -> bool:
+        """Through the engine, then sshd re-reads its keys (SIGHUP to the listener only: the
+        students' open sessions stay)."""
+        container = self.client.containers.get(machine.machine_id or self.container_name(machine.name))
+        _put_host_key(container, host_key)
+        code, output = container.exec_run(["sh", "-c", 'kill -HUP "$(cat /run/sshd.pid)" || pkill -HUP -o -x sshd'])
+        if code != 0:
+            raise ClassroomError(f"{machine.name}: restarting sshd failed: {output.decode(errors='replace')[:200]}")
+        return True
 
     def upload(self, machine: Machine, local: Path, remote_path: str) -> bool:
         """Stream the file into the container through the engine (put_archive)."""
@@ -421,10 +441,7 @@ class LocalBackend(Backend):
             # is the classroom's (state folder), so a replaced host keeps its identity.
             container.put_archive("/root/.ssh", _tar_of({"authorized_keys": (admin_public_key.encode() + b"\n",
                                                                                0o600)}))
-            host_key = self.state.host_key(spec.name)
-            container.put_archive("/etc/ssh", _tar_of({
-                HOST_KEY_FILE: (host_key.private_openssh.encode(), 0o600),
-                f"{HOST_KEY_FILE}.pub": (f"{host_key.public_line} {spec.name}\n".encode(), 0o644)}))
+            _put_host_key(container, self.state.host_key(spec.name))
             mirror = self.config.registry_mirror
             if mirror:  # read by the host's dockerd when it starts; a running host keeps its own
                 daemon_json = json.dumps(docker_daemon_config(mirror), indent=2) + "\n"
@@ -433,6 +450,12 @@ class LocalBackend(Backend):
         except Exception:
             container.remove(force=True)
             raise
+
+
+def _put_host_key(container, host_key: HostKey) -> None:
+    container.put_archive("/etc/ssh", _tar_of({
+        HOST_KEY_FILE: (host_key.private_openssh.encode(), 0o600),
+        f"{HOST_KEY_FILE}.pub": (f"{host_key.public_line} {host_key.host}\n".encode(), 0o644)}))
 
 
 def port_free(address: str, port: int) -> bool:
