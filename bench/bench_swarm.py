@@ -87,7 +87,7 @@ def bench(nodes: int, managers: int, folder: Path) -> dict[str, float]:
             raise SystemExit(f"status: {status.summary}")
         spec = next(h for h in room.planned_hosts() if h.name == f"swarm-{nodes}")
         machine = room.backend.replace(spec, key.public_line)
-        provision_host(machine, room.state.known_passwords(), room.admin_access())
+        provision_host(machine, room.state.password_hashes(room.state.known_passwords()), room.admin_access())
         report = timed("replace", lambda: converge_swarm(room.backend.machines(), room.admin_access(), managers))
         if not report.ok:
             raise SystemExit(f"rejoin failed: {[(n.name, n.error) for n in report.failed]}")

@@ -1,8 +1,10 @@
 """Student accounts on a host, over SSH as the admin.
 
-Passwords travel on the session's stdin, one `user:password` line each, and reach `chpasswd`
-through shell builtins: never a process argument, an environment variable or a log line. A
-host remembers (root-only) a digest of each account it set, so a re-run changes nothing.
+A host never receives a password: only each student's salted SHA-512 crypt hash, made once on
+the trainer's side (passwords.py, state.py), on the session's stdin (`user:hash` lines), to
+`chpasswd -e` through shell builtins: never a process argument, an environment variable or a
+log line. /etc/shadow itself tells whether an account is right: a re-run that finds the same
+hash changes nothing; a student who changed their password (or a new account) gets the hash again.
 """
 
 from __future__ import annotations
@@ -11,35 +13,42 @@ from fabric import Connection
 
 from .ssh import check
 
-# SHA-512 crypt rather than Debian's default yescrypt: sshd verifies a yescrypt hash in about
-# 40 ms of CPU, and `status` logs in as 30 students at once on a 2-core machine (1.2 CPU-seconds
-# saved). For 44-bit, one-day training passwords behind sshd's rate limits, that is a fair trade.
-# Reads `user:password` lines on stdin. Creates missing users in the docker group and sets a
-# password only when it differs from the one set last time. Prints the users it changed.
+# Reads `user:hash` lines on stdin. Creates missing users in the docker group and sets the hash
+# when /etc/shadow holds another. Prints `created USER` / `password USER` for what it changed.
+# The previous version kept unsalted sha256 digests of `user:password` in /etc/classroom/accounts,
+# readable by any student who is root through Docker: removed wherever it is found.
 ACCOUNTS_SCRIPT = r"""
 set -e
 umask 077
-mkdir -p /etc/classroom
-touch /etc/classroom/accounts
-while IFS=: read -r user pass; do
+rm -f /etc/classroom/accounts /etc/classroom/accounts.new
+while IFS=: read -r user hash; do
   [ -n "$user" ] || continue
   if ! id -u "$user" >/dev/null 2>&1; then
     useradd --create-home --shell /bin/bash --groups docker "$user"
+    echo "created $user"
   fi
   id -nG "$user" | grep -qw docker || usermod -aG docker "$user"
-  mark=$(printf '%s:%s' "$user" "$pass" | sha256sum | cut -c1-64)
-  if ! grep -qx "$user $mark" /etc/classroom/accounts; then
-    printf '%s:%s\n' "$user" "$pass" | chpasswd --crypt-method SHA512
-    { grep -v "^$user " /etc/classroom/accounts || true; echo "$user $mark"; } > /etc/classroom/accounts.new
-    mv /etc/classroom/accounts.new /etc/classroom/accounts
-    echo "$user"
+  if [ "$(getent shadow "$user" | cut -d: -f2)" != "$hash" ]; then
+    printf '%s:%s\n' "$user" "$hash" | chpasswd -e
+    echo "password $user"
   fi
 done
 """
 
 
-def ensure_accounts(connection: Connection, passwords: dict[str, str]) -> list[str]:
-    """Make sure each user exists with its password; returns the users created or changed."""
-    lines = "".join(f"{user}:{password}\n" for user, password in sorted(passwords.items()))
-    # sshd hands the command to root's shell, so the script runs as is; only stdin holds secrets.
-    return check(connection, ACCOUNTS_SCRIPT, stdin=lines, what="creating accounts").split()
+def ensure_accounts(connection: Connection, hashes: dict[str, str]) -> list[str]:
+    """Make sure each user exists with its password hash; returns what changed, for the report:
+    `account student-01` (created) or `password of student-01 restored` (it had another)."""
+    lines = "".join(f"{user}:{hashed}\n" for user, hashed in sorted(hashes.items()))
+    # sshd hands the command to root's shell, so the script runs as is; only stdin holds the hashes.
+    out = check(connection, ACCOUNTS_SCRIPT, stdin=lines, what="creating accounts")
+    created = {user for verb, _, user in (line.partition(" ") for line in out.splitlines()) if verb == "created"}
+    changes = []
+    for verb, _, user in (line.partition(" ") for line in out.splitlines()):
+        if user not in hashes:  # only the names we sent: the rest of the output is the host's
+            continue
+        if verb == "created":
+            changes.append(f"account {user}")
+        elif verb == "password" and user not in created:
+            changes.append(f"password of {user} restored")
+    return changes

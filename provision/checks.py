@@ -1,10 +1,23 @@
-"""Live checks of hosts, as a student would see them: log in with the password, use Docker,
-find the course's images (by ID) and their exercises. One SSH session per host, in parallel."""
+"""Live checks of hosts, as a student would see them, without trusting what a host prints.
+
+One admin session (the classroom's key) per host does the work: it reads the accounts' hashes in
+/etc/shadow (compared here with the sheet's), then runs the student's part (`id`, Docker, the
+course's images by ID, their exercises) as the student through `runuser` with an empty
+environment, so none of the student's shell start-up files runs (sshd runs every command through
+the login shell, and Debian's bash sources ~/.bashrc even for `ssh host cmd`). The student's
+password itself is tried only on that student's own host, and only up to authentication (no
+shell): a shared Swarm node, where every student is root through Docker, never receives one.
+
+What comes back is a line protocol: only the expected tokens are read (see `_parse`), the first
+of each kind; anything else a host prints is ignored, never shown.
+"""
 
 from __future__ import annotations
 
+import re
+import shlex
+from collections.abc import Callable
 from typing import TYPE_CHECKING
-from collections.abc import Callable, Mapping
 
 import paramiko
 
@@ -12,12 +25,15 @@ from .backends.base import Machine
 from .errors import last_line
 from .exercises import CHECK_SCRIPT as EXERCISES_CHECK
 from .preload import IMAGES_FILE
-from .ssh import HostKeyMismatch, in_parallel, open_with_retry, run, student_connection
+from .ssh import AdminAccess, HostKeyMismatch, admin_connection, in_parallel, open_with_retry, run, \
+    student_connection
+from .workers import worker_pool
 
 if TYPE_CHECKING:
     from .commands import Classroom
 
 CHECK_CONNECT_SECONDS = 8.0
+STUDENT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # One `docker image ls` both proves the engine answers (the `docker` check) and lists the
 # images to compare: each `docker` run costs ~40 ms of a host's CPU, times 30 hosts.
@@ -40,80 +56,175 @@ fi
 """
 DOCKER_CHECK = "docker info --format 'docker {{.ServerVersion}}' 2>/dev/null || echo 'docker -'"
 
+# The only lines read back, each with exactly these fields.
+_LINES = {
+    "shadow": re.compile(r"shadow (student-\d+) (\S*)"),
+    "whoami": re.compile(r"whoami (\S+)"),
+    "docker": re.compile(r"docker (\S+)"),
+    "images": re.compile(r"images ([01]) (\d{1,6})"),
+    "exercises": re.compile(r"exercises ([01]) (\d{1,6}) (\d{1,6})"),
+}
 
-def check_user(machine: Machine, passwords: dict[str, str]) -> str | None:
-    """Whom to log in as: the host's student; on a Swarm node, the first student."""
+ADMIN_REFUSED = "the admin key is refused (root's authorized_keys changed?): `classroom up` repairs it"
+
+
+def check_user(machine: Machine, hashes: dict[str, str]) -> str | None:
+    """Whom the student's part runs as: the host's student; on a Swarm node, the first student."""
     if machine.student:
-        return machine.student if machine.student in passwords else None
-    return min(passwords) if passwords else None
+        return machine.student if machine.student in hashes else None
+    return min(hashes) if hashes else None
 
 
-def check_host(machine: Machine, passwords: dict[str, str], host_keys: Mapping[str, str], *,
+def check_script(accounts: list[str], user: str | None, *, images: bool, exercises: bool) -> str:
+    """Root's part (the accounts' hashes), then the student's part through runuser, no rc file read."""
+    lines = [f"printf 'shadow %s %s\\n' {shlex.quote(a)} \"$(getent shadow {shlex.quote(a)} | cut -d: -f2)\""
+             for a in accounts]
+    if user is not None:
+        student = "echo \"whoami $(id -un)\"\n" + (IMAGES_CHECK if images else DOCKER_CHECK)
+        if exercises:
+            student += "\n" + EXERCISES_CHECK
+        quoted = shlex.quote(user)
+        # runuser, not su or ssh: no login shell, no ~/.profile or ~/.bashrc; env -i: no inherited ENV.
+        lines.append(f"H=$(getent passwd {quoted} | cut -d: -f6)")
+        lines.append(f'[ -n "$H" ] && runuser -u {quoted} -- env -i HOME="$H" USER={quoted} LOGNAME={quoted} '
+                     f"PATH={STUDENT_PATH} sh -c {shlex.quote(student)} </dev/null 2>/dev/null")
+    return "\n".join(lines) + "\nexit 0\n"
+
+
+def _parse(output: str) -> dict[str, list[tuple[str, ...]]]:
+    """Every well-formed line by kind, in order; anything else is dropped."""
+    found: dict[str, list[tuple[str, ...]]] = {}
+    for line in output.splitlines():
+        kind = line.split(" ", 1)[0]
+        pattern = _LINES.get(kind)
+        match = pattern.fullmatch(line) if pattern else None
+        if match:
+            found.setdefault(kind, []).append(match.groups())
+    return found
+
+
+def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str], *,
                images: bool = False, exercises: bool = False) -> tuple[dict[str, bool], str | None]:
-    checks = {"ssh": False, "docker": False}
+    """{check: ok} and why not, for one host. `hashes` are the sheet's, as state.py keeps them."""
+    checks = {"admin": False, "ssh": False, "docker": False}
     if images:
         checks["images"] = False
     exercises = exercises and machine.role == "student"
     if exercises:
         checks["exercises"] = False
-    user = check_user(machine, passwords)
-    if user is None:
+    accounts = [machine.student] if machine.role == "student" and machine.student else sorted(passwords)
+    accounts = [a for a in accounts if a in passwords]
+    if not accounts:
         return checks, "no student account known"
-    if machine.name not in host_keys:
-        return checks, "no host key known for it: `classroom up` gives it one"
-    connection = student_connection(machine, user, passwords[user], host_keys[machine.name])
+    details: list[str] = []
+    missing = [a for a in accounts if a not in hashes]
+    if missing:
+        details.append(f"no password hash kept for {', '.join(missing)}: `classroom up` makes it")
+    user = check_user(machine, {a: hashes[a] for a in accounts if a in hashes})
+    script = check_script(accounts, user, images=images, exercises=exercises)
+
+    fields: dict[str, list[tuple[str, ...]]] | None = None
+    with worker_pool(1) as pool:
+        # The student's own host only: prove that sshd takes the sheet's password (no shell
+        # opened), while the admin session runs, so that a host costs one round trip, not two.
+        proof = pool.submit(_password_login, machine, access, user, passwords[user]) \
+            if machine.role == "student" and user is not None else None
+        try:
+            fields = _parse(_as_admin(machine, access, script))
+            checks["admin"] = True
+        except HostKeyMismatch as exc:
+            return checks, exc.message  # not the host we made: not used (the proof pins the key too)
+        except paramiko.AuthenticationException:
+            details.append(ADMIN_REFUSED)
+        except Exception as exc:  # any failure to connect is a failed check, reported per host
+            return checks, last_line(exc)
+        refused = proof.result() if proof is not None else None
+
+    # Passwords: /etc/shadow holds the sheet's hash (read as root, compared here).
+    shadow: dict[str, str] = {}
+    for account, value in (fields or {}).get("shadow", []):
+        shadow.setdefault(account, value)
+    unanswered = [a for a in accounts if fields is not None and a not in shadow]
+    if unanswered:
+        details.append("the host's checks did not answer")
+    differs = [a for a in accounts if a in hashes and a in shadow and shadow[a] != hashes[a]]
+    if differs:
+        absent = [a for a in differs if not shadow.get(a)]
+        changed = [a for a in differs if shadow.get(a)]
+        if changed:
+            details.append(f"password of {', '.join(changed)} differs from the sheet's (changed with passwd?): "
+                           "`classroom up` restores it")
+        if absent:
+            details.append(f"no account {', '.join(absent)}")
+    passwords_ok = fields is not None and not differs and not missing and not unanswered
+    if proof is not None and not differs:  # a password that differs was said above already
+        if refused is not None:
+            details.append(refused)
+        passwords_ok = refused is None and not missing and not unanswered
+    checks["ssh"] = passwords_ok
+
+    if fields is not None and user is not None:
+        whoami = fields.get("whoami", [("",)])[0][0]
+        docker = fields.get("docker", [("-",)])[0][0]
+        checks["docker"] = whoami == user and docker != "-"
+        if not checks["docker"]:
+            details.append("docker does not answer" if whoami == user else f"cannot run commands as {user}")
+        if images:
+            present, bad = fields.get("images", [("0", "0")])[0]
+            checks["images"] = present == "1" and bad == "0" and checks["docker"]
+            if present != "1":
+                details.append("images never preloaded")
+            elif bad != "0":
+                details.append(f"{bad} image(s) missing")
+        if exercises:
+            present, changed_files, deleted = fields.get("exercises", [("0", "0", "0")])[0]
+            checks["exercises"] = present == "1"
+            if present != "1":
+                details.append("no ~/exercises")
+            elif changed_files != "0" or deleted != "0":
+                details.append(f"exercises: {changed_files} changed, {deleted} deleted by the student")
+    return checks, "; ".join(details) or None
+
+
+def _as_admin(machine: Machine, access: AdminAccess, script: str) -> str:
+    connection = open_with_retry(admin_connection(machine, access), CHECK_CONNECT_SECONDS)
     try:
-        open_with_retry(connection, CHECK_CONNECT_SECONDS)
-    except HostKeyMismatch as exc:
-        return checks, exc.message
-    except paramiko.AuthenticationException:
-        return checks, f"{user}'s password is refused"
-    except Exception as exc:  # any failure to connect is a failed check, reported per host
-        return checks, last_line(exc)
-    script = "id -un\n" + (IMAGES_CHECK if images else DOCKER_CHECK)
-    if exercises:
-        script += "\n" + EXERCISES_CHECK
-    try:
-        result = run(connection, script, timeout=60)
+        return run(connection, script, timeout=60).stdout
     finally:
         connection.close()
-    lines = result.stdout.splitlines()
-    details = []
-    checks["ssh"] = bool(lines) and lines[0].strip() == user
-    fields = {line.split()[0]: line.split()[1:] for line in lines[1:] if line.split()}
-    checks["docker"] = fields.get("docker", ["-"])[0] != "-"
-    if not checks["docker"]:
-        details.append("docker does not answer")
-    if images:
-        present, bad = (fields.get("images") or ["0", "0"])[:2]
-        checks["images"] = present == "1" and bad == "0" and checks["docker"]
-        if present != "1":
-            details.append("images never preloaded")
-        elif bad != "0":
-            details.append(f"{bad} image(s) missing")
-    if exercises:
-        present, changed, missing = (fields.get("exercises") or ["0", "0", "0"])[:3]
-        checks["exercises"] = present == "1"
-        if present != "1":
-            details.append("no ~/exercises")
-        elif changed != "0" or missing != "0":
-            details.append(f"exercises: {changed} changed, {missing} deleted by the student")
-    return checks, "; ".join(details) or None
+
+
+def _password_login(machine: Machine, access: AdminAccess, user: str, password: str) -> str | None:
+    """None when sshd accepts `user`'s password (host key checked first), else why not."""
+    try:
+        connection = student_connection(machine, user, password, access.host_key(machine))
+        try:
+            open_with_retry(connection, CHECK_CONNECT_SECONDS)  # authentication only: no channel, no shell
+        finally:
+            connection.close()
+        return None
+    except paramiko.AuthenticationException:
+        return f"{user}'s password is refused"
+    except Exception as exc:
+        return f"{user}'s password login: {last_line(exc)}"
 
 
 def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
                 on_done: Callable[[Machine], None] | None = None,
                 ) -> dict[str, tuple[dict[str, bool], str | None]]:
+    if not machines:
+        return {}  # nothing to check: and no admin key made for a classroom that does not exist
     images = bool(room.config.images)
     exercises = room.config.exercises is not None
-    host_keys = room.state.host_keys()
+    access = room.admin_access()
+    hashes = room.state.known_password_hashes()
     outcomes = in_parallel(
-        machines, lambda m: check_host(m, passwords, host_keys, images=images, exercises=exercises),
+        machines, lambda m: check_host(m, access, passwords, hashes, images=images, exercises=exercises),
         limit=max(len(machines), 1),  # one short session each: status of 30 hosts stays under 2 s
         on_done=(lambda m, _r, _e: on_done(m)) if on_done else None,
     )
     results = {}
     for machine, outcome, error in outcomes:
-        results[machine.name] = outcome if outcome is not None else ({"ssh": False, "docker": False},
-                                                                     last_line(error))
+        results[machine.name] = outcome if outcome is not None else (
+            {"admin": False, "ssh": False, "docker": False}, last_line(error))
     return results

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from .errors import BadInput, ClassroomError, ExitCode, Interrupted
+from .untrusted import clean, shown
 
 app = typer.Typer(
     name="classroom",
@@ -157,7 +158,7 @@ def _render_up(result, out, console) -> None:
         note = host.error or ("created" if host.name in result.created else
                               ", ".join(host.changes) if host.changes else "unchanged")
         table.add_row(host.name, host.role, host.address, str(host.port),
-                      f"[{state_style(state)}]{state}[/]", note)
+                      f"[{state_style(state)}]{state}[/]", shown(note))  # notes quote hosts' output
     out.print(table)
     ready = sum(1 for h in result.hosts if h.ok)
     if result.sheets_dir:
@@ -171,7 +172,7 @@ def _render_up(result, out, console) -> None:
                   "local.runtime: sysbox-runc or the aws backend for strangers.[/]")
     swarm = result.swarm
     if swarm is not None and swarm.nodes:
-        out.print(f"Swarm: cluster {str(swarm.cluster_id or '?')[:12]}, manager {swarm.manager or '?'}, "
+        out.print(f"Swarm: cluster {shown(str(swarm.cluster_id or '?')[:12])}, manager {swarm.manager or '?'}, "
                   f"{sum(1 for n in swarm.nodes if n.ok)}/{len(swarm.nodes)} node(s) ok.")
     if result.failed:
         names = ", ".join(h.name for h in result.failed)
@@ -208,12 +209,12 @@ def status(
             marks = ["[green]ok[/]" if host.checks.get(n) else "[red]no[/]" if n in host.checks else "-"
                      for n in check_names]
             table.add_row(host.name, host.role, host.address or "-", str(host.port or "-"),
-                          f"[{state_style(host.state)}]{host.state}[/]", *marks, host.detail or "")
+                          f"[{state_style(host.state)}]{host.state}[/]", *marks, shown(host.detail or ""))
         out.print(table)
         ready = len(result.hosts) - len(result.not_ready)
         out.print(f"{ready}/{len(result.hosts)} host(s) ready.")
         if result.swarm is not None and result.swarm.nodes:
-            out.print(result.swarm.summary)
+            out.print(shown(result.swarm.summary))
     if result.not_ready:
         raise typer.Exit(ExitCode.PARTIAL)
 
@@ -320,7 +321,7 @@ def reset(
             out.print(f"[green]{report.name}[/]: clean ({'replaced' if report.hard else 'reset'} "
                       f"in {report.seconds:.1f} s)")
         else:
-            console.print(f"[red]{report.name}[/]: {report.error}")
+            console.print(f"[red]{report.name}[/]: {shown(report.error)}")
     if any(not r.ok for r in reports):
         raise typer.Exit(ExitCode.PARTIAL)
 
@@ -348,10 +349,10 @@ def exec_(
     for result in results:
         mark = "[green]ok[/]" if result.ok else f"[red]exit {result.exit_code}[/]"
         out.print(f"[bold]── {result.name}[/] {mark}")
-        if result.stdout:
-            out.print(result.stdout.rstrip("\n"), markup=False, highlight=False)
+        if result.stdout:  # the host's words: shown as text, never as terminal control
+            out.print(clean(result.stdout).rstrip("\n"), markup=False, highlight=False)
         if result.stderr:
-            out.print(result.stderr.rstrip("\n"), markup=False, highlight=False, style="dim")
+            out.print(clean(result.stderr).rstrip("\n"), markup=False, highlight=False, style="dim")
     failed = [r.name for r in results if not r.ok]
     if failed:
         raise ClassroomError(f"failed on {len(failed)} of {len(results)} host(s): {', '.join(failed)}")
@@ -513,7 +514,7 @@ def _raise_interrupted(_signum, _frame) -> None:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"classroom: error: {message}\n")
+    sys.stderr.write(f"classroom: error: {clean(message)}\n")  # may quote a host: no terminal control
 
 
 # What to do after Ctrl-C, by command: every changing command converges when run again.

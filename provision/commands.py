@@ -95,7 +95,8 @@ class Classroom:
         """The tool's key and every host's pinned host key: what each SSH session needs."""
         from .ssh import AdminAccess
 
-        return AdminAccess(self.state.admin_key().private_path, self.state.host_keys())
+        key = self.state.admin_key()
+        return AdminAccess(key.private_path, self.state.host_keys(), key.public_line)
 
     def swarm_access(self, machines: list[Machine]) -> list[SwarmAccess]:
         return [SwarmAccess(m.name, m.role, m.public_host, m.public_port) for m in machines if m.role != "student"]
@@ -486,10 +487,10 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
     import time
 
     from .checks import check_host
-    from .provisioning import prepare_course, provision_host
+    from .provisioning import open_admin, prepare_course, provision_host
     from .reset import wipe_student
     from .swarm import converge_swarm, release_nodes
-    from .ssh import admin_connection, in_parallel, open_with_retry
+    from .ssh import in_parallel
 
     specs = resolve_targets(room, targets)
     if not hard and any(spec.is_swarm for spec in specs):
@@ -503,6 +504,9 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         backend = room.backend
         key = room.state.admin_key()
         passwords = room.state.known_passwords()
+        # Only the hashes these hosts take (each kept hash is checked against its password).
+        needed = {student for spec in specs for student in ([spec.student] if spec.student else passwords)}
+        hashes = room.state.password_hashes({s: p for s, p in passwords.items() if s in needed})
         course = prepare_course(room, rebuild=False)
         machines = {m.name: m for m in backend.machines()}
         swarm_specs = [spec for spec in specs if spec.is_swarm]
@@ -517,13 +521,13 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
             if hard or machine is None or not machine.running:
                 machine = backend.replace(spec, key.public_line)
             else:
-                connection = open_with_retry(admin_connection(machine, room.admin_access()))
+                connection = open_admin(machine, room.admin_access(), backend)
                 try:
                     wipe_student(connection, spec.student or "")
                 finally:
                     connection.close()
-            changes = provision_host(machine, passwords, room.admin_access(), course, backend, fresh_exercises=True)
-            checks, detail = check_host(machine, passwords, room.state.host_keys(), images=bool(course.images),
+            changes = provision_host(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
+            checks, detail = check_host(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
                                         exercises=course.exercises is not None)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None

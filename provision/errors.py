@@ -40,6 +40,11 @@ class Interrupted(BaseException):
 
 
 def last_line(value: object, limit: int = 200) -> str:
-    """The last non-empty line of an error or a command's output: where tools put the reason."""
-    lines = [line for line in str(value).strip().splitlines() if line.strip()]
+    """The last non-empty line of an error or a command's output: where tools put the reason.
+
+    Often a host's words, so cleaned of terminal control (provision/untrusted.py) on the way in.
+    """
+    from .untrusted import clean
+
+    lines = [line for line in clean(str(value)).strip().splitlines() if line.strip()]
     return (lines[-1] if lines else type(value).__name__)[:limit]

@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import paramiko
+from fabric import Connection
+
 from .accounts import ensure_accounts
 from .backends.base import Backend, Machine
 from .errors import BadInput, last_line
 from .exercises import ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
-from .ssh import AdminAccess, admin_connection, check, in_parallel, open_with_retry
+from .ssh import AdminAccess, RemoteError, admin_connection, check, in_parallel, open_with_retry
 
 if TYPE_CHECKING:
     from .commands import Classroom, HostReport
@@ -72,11 +75,11 @@ def check_course(room: Classroom) -> None:
                            "to a registry and remove its `build`")
 
 
-def accounts_for(machine: Machine, passwords: dict[str, str]) -> dict[str, str]:
+def accounts_for(machine: Machine, hashes: dict[str, str]) -> dict[str, str]:
     """A student host has its student; a Swarm node has every student."""
     if machine.role == "student":
-        return {machine.student: passwords[machine.student]} if machine.student in passwords else {}
-    return dict(passwords)
+        return {machine.student: hashes[machine.student]} if machine.student in hashes else {}
+    return dict(hashes)
 
 
 def ensure_engine(connection) -> bool:
@@ -86,18 +89,39 @@ def ensure_engine(connection) -> bool:
     return out.strip() == "started"
 
 
-def provision_host(machine: Machine, passwords: dict[str, str], access: AdminAccess,
+def open_admin(machine: Machine, access: AdminAccess, backend: Backend | None = None,
+               changes: list[str] | None = None) -> Connection:
+    """The admin session on `machine`. When the admin key is refused (a student is root on their
+    host through Docker, and may have emptied root's authorized_keys), the backend puts it back
+    without SSH if it can (local: through the engine; the student's files are not touched), then
+    the session is tried again; `changes` gets a line saying so."""
+    try:
+        return open_with_retry(admin_connection(machine, access))
+    except paramiko.AuthenticationException:
+        if backend is None or not access.public_line or not backend.repair_access(machine, access.public_line):
+            raise RemoteError(f"{machine.name}: the admin key is refused (root's authorized_keys changed?) and "
+                              f"this backend cannot put it back: `classroom reset --hard {machine.name}` "
+                              "replaces the machine") from None
+    connection = open_with_retry(admin_connection(machine, access))
+    if changes is not None:
+        changes.append("admin access repaired")
+    return connection
+
+
+def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess,
                    course: Course | None = None, backend: Backend | None = None,
                    fresh_exercises: bool = False) -> list[str]:
-    """Converge one host; returns what changed (empty when it was already right)."""
+    """Converge one host; returns what changed (empty when it was already right).
+
+    `hashes` are the students' password hashes (state.py): a host never gets a password."""
     course = course or Course()
-    connection = open_with_retry(admin_connection(machine, access))
+    changes: list[str] = []
+    connection = open_admin(machine, access, backend, changes)
     try:
-        changes = []
         if ensure_engine(connection):
             changes.append("docker engine started")
-        accounts = accounts_for(machine, passwords)
-        changes += [f"account {user}" for user in ensure_accounts(connection, accounts)]
+        accounts = accounts_for(machine, hashes)
+        changes += ensure_accounts(connection, accounts)
         if course.images:
             if course.strategy == "push":
                 loaded = push_images(connection, backend, machine, course.images)
@@ -136,8 +160,9 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
     progress = room.progress
     running = [m for m in machines if m.running]
     limit = room.config.preload.parallel
+    hashes = room.state.password_hashes(passwords)
     progress.start("provision", f"Provisioning {len(running)} host(s)", total=len(running))
-    outcomes = in_parallel(running, lambda m: provision_host(m, passwords, access, course, room.backend),
+    outcomes = in_parallel(running, lambda m: provision_host(m, hashes, access, course, room.backend),
                            limit=limit,
                            on_done=lambda m, _r, _e: progress.advance("provision", detail=m.name))
     progress.finish("provision")

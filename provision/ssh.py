@@ -22,6 +22,7 @@ from fabric import Config, Connection
 
 from .backends.base import Machine
 from .errors import ClassroomError, last_line
+from .untrusted import clean
 from .workers import worker_pool
 
 T = TypeVar("T")
@@ -37,7 +38,12 @@ _RETRYABLE = (paramiko.SSHException, EOFError, socket.error, ConnectionError, Ti
 
 
 class RemoteError(ClassroomError):
-    """A command failed on a host; the message names the host and the command's last words."""
+    """A command failed on a host; the message names the host and the command's last words.
+
+    Those words are the host's: cleaned of terminal control here, whoever built the message."""
+
+    def __init__(self, message: str, exit_code=None):
+        super().__init__(clean(message), exit_code)
 
 
 class HostKeyMismatch(RemoteError):
@@ -51,6 +57,7 @@ class AdminAccess:
 
     key_path: Path
     host_keys: Mapping[str, str]
+    public_line: str = ""  # the key's public half: what a backend puts back when a student removed it
 
     def host_key(self, machine: Machine) -> str:
         try:

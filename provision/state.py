@@ -28,6 +28,7 @@ KEY_FILE = "admin_key"
 HOST_KEYS_DIR = "host_keys"  # host_keys/<host>: each host's sshd key, made here, never on the host
 KNOWN_HOSTS_FILE = "known_hosts"  # "<host> ssh-ed25519 AAAA..." lines, for `ssh -o HostKeyAlias=<host>`
 ROSTER_FILE = "passwords.json"
+HASHES_FILE = "password_hashes.json"  # student -> SHA-512 crypt hash: all that hosts ever receive
 META_FILE = "classroom.json"
 LOCK_FILE = "lock"
 _HOST_KEYS_LOCK = threading.Lock()  # hosts are created in parallel: one writer of known_hosts at a time
@@ -245,6 +246,26 @@ class ClassroomState:
 
     def known_passwords(self) -> dict[str, str]:
         return read_state_json(self.path / ROSTER_FILE, {}, salvage=self.salvage)
+
+    def password_hashes(self, passwords: dict[str, str]) -> dict[str, str]:
+        """Each student's crypt hash (passwords.py), made once and kept: hosts compare it with
+        /etc/shadow as a string, so a stable salt is what makes a re-run change nothing. A kept
+        hash that no longer matches its password (passwords.json edited) is made anew."""
+        from .passwords import crypt_hash, hash_matches
+
+        known = self.known_password_hashes()
+        fresh = {student: crypt_hash(password) for student, password in passwords.items()
+                 if student not in known or not hash_matches(password, known[student])}
+        if fresh:
+            known.update(fresh)
+            write_private(self.path / HASHES_FILE, json.dumps(known, indent=2, sort_keys=True))
+        return {student: known[student] for student in passwords}
+
+    def known_password_hashes(self) -> dict[str, str]:
+        """The hashes kept so far (read only: `status` never writes). Made from the passwords, so
+        a damaged file is nothing to refuse: its hashes are made again by the next `up`."""
+        hashes = read_state_json(self.path / HASHES_FILE, {}, salvage=True)
+        return {student: hashed for student, hashed in hashes.items() if isinstance(hashed, str)}
 
     # --- metadata ------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:

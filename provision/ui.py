@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from .errors import Interrupted
+from .untrusted import clean
 
 console = Console(stderr=True, highlight=False)  # progress and messages: stdout stays for data
 # Piped or captured output gets wide tables, not Rich's 80-column fallback with cut names.
@@ -92,7 +93,8 @@ class RichProgress:
                 self._bars.update(task, completed=total, detail="")
 
     def note(self, message: str) -> None:
-        (self._bars.console if self._live else self._console).print(message)
+        # Notes may quote a host (Swarm errors): plain text, never markup or terminal control.
+        (self._bars.console if self._live else self._console).print(clean(message), markup=False)
 
 
 def state_style(state: str) -> str:

@@ -158,7 +158,8 @@ def test_status_reports_images_and_exercises(course):
     run = course.cli("status", "--json")
     assert run.exit_code == 0, run
     hosts = json.loads(run.stdout)["hosts"]
-    assert [h["checks"] for h in hosts] == [{"ssh": True, "docker": True, "images": True, "exercises": True}] * 2
+    assert [h["checks"] for h in hosts] == [
+        {"admin": True, "ssh": True, "docker": True, "images": True, "exercises": True}] * 2
 
 
 def test_second_up_transfers_nothing_and_changes_nothing(course):

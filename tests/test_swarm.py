@@ -133,7 +133,7 @@ class SwarmRoom:
             self.notes += release_node(self.machines(), self.room.admin_access(), name, self.progress)
         spec = next(h for h in self.room.planned_hosts() if h.name == name)
         machine = self.room.backend.replace(spec, self.key.public_line)
-        provision_host(machine, self.passwords, self.room.admin_access())
+        provision_host(machine, self.room.state.password_hashes(self.passwords), self.room.admin_access())
         return self.converge()
 
     def student(self, user: str, node: str = "swarm-1"):

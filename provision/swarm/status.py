@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..backends.base import Machine
 from ..ssh import AdminAccess
+from ..untrusted import clean
 from .session import STATUS_CONNECT_SECONDS, observe, swarm_machines
 from .planner import Availability, Cluster, Entry, LocalState, NodeStatus, NodeView, Reachability, SwarmRole
 
@@ -68,7 +69,7 @@ class SwarmStatus:
             return f"swarm: node is {node.status}"
         if node.role == SwarmRole.MANAGER and node.reachability != Reachability.REACHABLE:
             return f"swarm: manager is {node.reachability or 'unknown'}"
-        return f"swarm: {node.detail or node.state}"
+        return f"swarm: {clean(node.detail) if node.detail else node.state}"  # detail: the node's words
 
     @property
     def summary(self) -> str:
