@@ -325,7 +325,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
     import time
 
     from .checks import check_host
-    from .provisioning import prepare_course, provision_host
+    from .provisioning import machine_gone, prepare_course, provision_host
     from .reset import wipe_student
     from .swarm import converge_swarm, release_nodes
     from .ssh import admin_connection, in_parallel, open_with_retry
@@ -348,15 +348,17 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         def reset_one(spec: HostSpec) -> ResetReport:
             started = time.monotonic()
             machine = machines.get(spec.name)
+            changes = []
             if hard or machine is None or not machine.running:
                 machine = backend.replace(spec, key.public_line)
-            else:
-                connection = open_with_retry(admin_connection(machine, room.admin_access()))
+            else:  # engine started first, every Docker error fatal, leftovers looked for
+                connection = open_with_retry(admin_connection(machine, room.admin_access()),
+                                             gone=machine_gone(backend, machine))
                 try:
-                    wipe_student(connection, spec.student or "")
+                    changes = wipe_student(connection, spec.student or "")
                 finally:
                     connection.close()
-            changes = provision_host(machine, passwords, room.admin_access(), course, backend, fresh_exercises=True)
+            changes += provision_host(machine, passwords, room.admin_access(), course, backend, fresh_exercises=True)
             checks, detail = check_host(machine, passwords, room.state.host_keys(), images=bool(course.images),
                                         exercises=course.exercises is not None)
             failing = [name for name, ok in checks.items() if not ok]

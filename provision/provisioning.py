@@ -7,6 +7,7 @@ transfers nothing and changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from .errors import BadInput, last_line
 from .exercises import ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
-from .ssh import AdminAccess, admin_connection, check, in_parallel, open_with_retry
+from .ssh import AdminAccess, RemoteError, admin_connection, check, in_parallel, open_with_retry
 
 if TYPE_CHECKING:
     from .commands import Classroom, HostReport
@@ -53,9 +54,13 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
 
 
 def check_course(room: Classroom) -> None:
-    """Refuse a course its preload strategy cannot deliver, before any host is created: with
-    `pull` each host pulls from a registry, so an image built from the course folder would fail
-    on every host."""
+    """Refuse a course its preload strategy cannot deliver, or that would hand students files
+    nobody meant them to have, before any host is created: with `pull` each host pulls from a
+    registry, so an image built from the course folder would fail on every host."""
+    from .exercises import private_files, refuse_private_files
+
+    if room.config.exercises_dir is not None:
+        refuse_private_files(private_files(room.config.exercises_dir))
     if room.preload_strategy != "pull":
         return
     for index, image in enumerate(room.config.images):
@@ -85,7 +90,8 @@ def provision_host(machine: Machine, passwords: dict[str, str], access: AdminAcc
                    fresh_exercises: bool = False) -> list[str]:
     """Converge one host; returns what changed (empty when it was already right)."""
     course = course or Course()
-    connection = open_with_retry(admin_connection(machine, access))
+    gone = machine_gone(backend, machine)
+    connection = open_with_retry(admin_connection(machine, access), gone=gone)
     try:
         changes = []
         if ensure_engine(connection):
@@ -103,8 +109,29 @@ def provision_host(machine: Machine, passwords: dict[str, str], access: AdminAcc
                                    fresh=fresh_exercises)
             changes += summarize_exercise_changes(lines)
         return changes
+    except Exception as exc:
+        reason = gone() if gone is not None else None
+        if reason:  # the real cause, rather than a closed socket's last words
+            raise RemoteError(f"{reason} while provisioning ({last_line(exc)})") from exc
+        raise
     finally:
         connection.close()
+
+
+def machine_gone(backend: Backend | None, machine: Machine) -> Callable[[], str | None] | None:
+    """For waits and failures: None while the machine runs, else "student-02's machine stopped
+    (exited)". A backend that cannot say (engine gone too) counts as running: the wait goes on."""
+    if backend is None:
+        return None
+
+    def gone() -> str | None:
+        try:
+            state = backend.current_state(machine)
+        except Exception:
+            return None
+        return None if state == "running" else f"{machine.name}'s machine stopped ({state})"
+
+    return gone
 
 
 def summarize_exercise_changes(lines: list[str]) -> list[str]:
