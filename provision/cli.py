@@ -210,7 +210,7 @@ def roster(
     _require_existing(room)
     entries = room.roster()
     rows = [{"student": e.student, "host": e.host, "address": e.address, "port": e.port, "user": e.user,
-             "password": e.password, "ssh": e.ssh_command} for e in entries]
+             "password": e.password, "ssh": e.ssh_command, "host_key": e.host_key} for e in entries]
     if fmt is RosterFormat.json:
         print(json.dumps(rows, indent=2))
     elif fmt is RosterFormat.csv:
@@ -329,18 +329,23 @@ def exec_(
         raise ClassroomError(f"failed on {len(failed)} of {len(results)} host(s): {', '.join(failed)}")
 
 
-@app.command()
+@app.command(context_settings={"allow_interspersed_args": False})
 def ssh(
     ctx: typer.Context,
     student: str = typer.Argument(..., metavar="STUDENT", help="student-12, 12 or swarm-1."),
+    command: list[str] | None = typer.Argument(None, metavar="[-- COMMAND...]",
+                                                  help="Run this instead of an interactive shell."),
 ) -> None:
-    """Open an interactive SSH session (as the admin) on a student's host."""
+    """Open an SSH session (as the admin) on a student's host, with OpenSSH.
+
+    Checked against the classroom's own known_hosts (made by `up`): a host with another key is refused.
+    """
     import os
 
     from . import commands
 
     room = _room(ctx)
-    argv = commands.ssh_argv(room, student)
+    argv = commands.ssh_argv(room, student) + list(command or [])
     os.execvp(argv[0], argv)
 
 

@@ -17,7 +17,7 @@ from .config import ClassroomConfig
 from .errors import BadInput, last_line
 from .progress import NULL_PROGRESS, Progress
 from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
-from .state import ClassroomState
+from .state import ClassroomState, fingerprint
 
 if TYPE_CHECKING:
     from .swarm import SwarmReport, SwarmStatus
@@ -76,13 +76,16 @@ class Classroom:
         machines = self.backend.machines() if machines is None else machines
         by_student = {m.student: m for m in machines if m.role == "student"}
         passwords = self.state.known_passwords()
+        host_keys = self.state.host_keys()
         entries = []
         for spec in self.planned_hosts():
             machine = by_student.get(spec.student) if spec.student else None
             if spec.student is None or machine is None or spec.student not in passwords:
                 continue
+            key = host_keys.get(machine.name)
             entries.append(RosterEntry(spec.student, machine.name, machine.public_host,
-                                       machine.public_port, spec.student, passwords[spec.student]))
+                                       machine.public_port, spec.student, passwords[spec.student],
+                                       fingerprint(key) if key else None))
         return entries
 
     def admin_access(self):

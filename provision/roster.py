@@ -73,6 +73,7 @@ class RosterEntry:
     port: int
     user: str
     password: str
+    host_key: str | None = None  # the host key's fingerprint (SHA256:...), for the student to check
 
     @property
     def ssh_command(self) -> str:

@@ -32,8 +32,9 @@ LABELS: dict[str, dict[str, str]] = {
         "student": "Student",
         "connect": "Connect to your machine",
         "connect_hint": "Open a terminal and type:",
-        "first_time": "The first time, ssh asks whether you trust the machine: type yes. "
-        "The password stays invisible while you type it; that is normal.",
+        "first_time": "The first time, ssh shows the machine's key fingerprint and asks whether you trust it: "
+        "type yes only if it is the one below. The password stays invisible while you type it; that is normal.",
+        "host_key": "Fingerprint",
         "user": "User",
         "password": "Password",
         "images": "Images already on your machine",
@@ -71,8 +72,10 @@ LABELS: dict[str, dict[str, str]] = {
         "student": "Stagiaire",
         "connect": "Connexion à votre machine",
         "connect_hint": "Ouvrez un terminal et tapez\u00a0:",
-        "first_time": "La première fois, ssh demande si vous faites confiance à la machine\u00a0: "
-        "tapez yes. Le mot de passe reste invisible pendant la saisie, c'est normal.",
+        "first_time": "La première fois, ssh affiche l'empreinte de la clé de la machine et demande si vous "
+        "lui faites confiance\u00a0: tapez yes seulement si c'est celle ci-dessous. Le mot de passe reste "
+        "invisible pendant la saisie, c'est normal.",
+        "host_key": "Empreinte",
         "user": "Utilisateur",
         "password": "Mot de passe",
         "images": "Images déjà présentes sur votre machine",

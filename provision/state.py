@@ -77,12 +77,16 @@ class HostKey:
 
     @property
     def fingerprint(self) -> str:
-        """`SHA256:...` as `ssh` prints it when it first meets the host."""
-        import base64
-        import hashlib
+        return fingerprint(self.public_line)
 
-        blob = base64.b64decode(self.public_line.split()[1])
-        return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+def fingerprint(public_line: str) -> str:
+    """`SHA256:...` of an OpenSSH public key line, as `ssh` prints it when it first meets a host."""
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(public_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def _new_ed25519(comment: str = "") -> tuple[str, str]:

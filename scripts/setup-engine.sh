@@ -48,7 +48,7 @@ if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
     # The machine's own Debian mirror, as its apt sources name it.
     mirror=$(grep -hsoE '^URIs:\s*\S+' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -n1 || true)
     [ -n "$mirror" ] || mirror=$(grep -hsoE '^deb\s+\S+' /etc/apt/sources.list | awk '{print $2}' | head -n1 || true)
-    mirror=${mirror:-http://deb.debian.org/debian}
+    [ -n "$mirror" ] || { log "no Debian mirror in /etc/apt/sources.list*: cannot build debian:bookworm-slim offline"; exit 2; }
     log "registry unreachable: building debian:bookworm-slim offline with debootstrap from $mirror (about a minute)"
     rootfs=$(mktemp -d)
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/tmp/debootstrap.log 2>&1 \
