@@ -40,14 +40,18 @@ PARALLEL = 16  # creating 30 hosts: 21.9 s with 16 threads, 22.9 s with 8 (the e
 
 
 def host_image_dir() -> Path:
-    """The folder with the host image's Dockerfile, installed or in the source tree."""
+    """The folder with the host image's Dockerfile: the source tree beside this package first (an
+    editable install maps `provision.templates` to the checkout it was made from, not this one)."""
+    source = Path(__file__).resolve().parents[2] / "templates" / "host"
+    if (source / "Dockerfile").is_file():
+        return source
     try:
         path = Path(str(files("provision.templates"))) / "host"
         if (path / "Dockerfile").is_file():
             return path
     except ModuleNotFoundError:
         pass
-    return Path(__file__).resolve().parents[2] / "templates" / "host"
+    return source
 
 
 def host_image_tag() -> str:
