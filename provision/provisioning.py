@@ -7,6 +7,7 @@ transfers nothing and changes nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -110,12 +111,24 @@ def provision_host(machine: Machine, passwords: dict[str, str], access: AdminAcc
             changes += summarize_exercise_changes(lines)
         return changes
     except Exception as exc:
-        reason = gone() if gone is not None else None
+        reason = stopped_meanwhile(gone)
         if reason:  # the real cause, rather than a closed socket's last words
             raise RemoteError(f"{reason} while provisioning ({last_line(exc)})") from exc
         raise
     finally:
         connection.close()
+
+
+def stopped_meanwhile(gone: Callable[[], str | None] | None, grace: float = 2.0) -> str | None:
+    """After a failure: whether the machine stopped. The session may see the end of a killed
+    machine before its backend does, so a machine that still runs is asked again for a moment."""
+    deadline = time.monotonic() + grace
+    while gone is not None:
+        reason = gone()
+        if reason or time.monotonic() >= deadline:
+            return reason
+        time.sleep(0.25)
+    return None
 
 
 def machine_gone(backend: Backend | None, machine: Machine) -> Callable[[], str | None] | None:

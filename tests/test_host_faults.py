@@ -217,11 +217,11 @@ def test_a_host_killed_during_up_fails_fast_and_the_next_up_repairs_it(engine, t
         stdout, stderr = process.communicate(timeout=300)
         seconds = time.monotonic() - started
         assert killed, f"`up` never dialed student-02:\n{stdout}\n{stderr}"
-        print(f"up with student-02 killed while provisioning ended in {seconds:.1f} s")
+        rows = {line.split()[1]: line for line in stdout.splitlines() if line.startswith("│ student-")}
+        print(f"up with student-02 killed while provisioning ended in {seconds:.1f} s: {rows.get('student-02')}")
 
         assert process.returncode == 3, f"{stdout}\n{stderr}"
         assert seconds < 60, f"up took {seconds:.0f} s: it waited for a machine that had stopped"
-        rows = {line.split()[1]: line for line in stdout.splitlines() if line.startswith("│ student-")}
         assert "student-02's machine stopped (exited)" in rows["student-02"], stdout
         assert "ready" in rows["student-01"] and "ready" in rows["student-03"], stdout
         assert "student-02" in stderr and "student-01" not in stderr
