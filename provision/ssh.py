@@ -29,7 +29,7 @@ R = TypeVar("R")
 
 DEFAULT_PARALLEL = 16  # two cores: more sessions at once cost more than they bring (ENVIRONMENT.md)
 CONNECT_RETRY_SECONDS = 90.0  # fresh hosts (and cloud-init) take a while before sshd answers
-ALIVE_CHECK_SECONDS = 3.0  # while retrying, how often to ask the backend whether the machine still runs
+ALIVE_CHECK_SECONDS = 5.0  # while retrying, how often to ask the backend whether the machine still runs (a cloud API call)
 
 # A fresh sshd accepts then drops connections; paramiko logs a traceback for each attempt.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
