@@ -1,6 +1,6 @@
 """The `classroom` command line: parse options, call the core, render what it returns.
 
-Exit codes (DESIGN.md): 0 done, 1 unexpected failure, 2 bad input (nothing changed),
+Exit codes (docs/design.md): 0 done, 1 unexpected failure, 2 bad input (nothing changed),
 3 partial (some hosts not ready), 130 interrupted.
 """
 
@@ -83,7 +83,17 @@ class BackendChoice(str, Enum):
     aws = "aws"
 
 
-@app.command()
+# The classroom file's local.limits defaults (config.LocalLimits; tests/test_isolation.py keeps
+# this text true without importing pydantic for --help).
+UP_EPILOG = (
+    "Local hosts: each is limited by local.limits in the classroom file; defaults: memory 2g, "
+    "pids 2048, cpus 2, tmp 1g (/tmp), run 256m (/run); null lifts a limit.\n\n"
+    "Students on local hosts can become root on this machine unless local.runtime names an "
+    "isolating runtime such as sysbox-runc; on aws each student has a VM of their own."
+)
+
+
+@app.command(epilog=UP_EPILOG)
 def up(
     ctx: typer.Context,
     students: int | None = typer.Option(None, "--students", "-n", help="How many students (one host each).",
@@ -142,6 +152,9 @@ def _render_up(result, out, console) -> None:
         out.print(f"Access sheets: {result.sheets_dir / 'index.html'} (print it), Markdown beside it.")
     if result.expires_at:
         out.print(f"Expires: {result.expires_at:%Y-%m-%d %H:%M} UTC.")
+    if not result.isolates_students:
+        out.print(f"[yellow]{result.backend} hosts do not isolate students from this machine: use "
+                  "local.runtime: sysbox-runc or the aws backend for strangers.[/]")
     swarm = result.swarm
     if swarm is not None and swarm.nodes:
         out.print(f"Swarm: cluster {str(swarm.cluster_id or '?')[:12]}, manager {swarm.manager or '?'}, "
@@ -282,7 +295,7 @@ def reset(
     from . import commands
     from .ui import RichProgress, console, out
 
-    room = _room(ctx)
+    room = _room(ctx, check_paths=True)  # reset copies the exercises again: the same rules as `up`
     commands.resolve_targets(room, students)  # an unknown student fails before anything shows
     with RichProgress() as progress:
         room.progress = progress

@@ -122,6 +122,7 @@ class UpResult:
     sheets_dir: Path | None
     expires_at: datetime | None
     swarm: SwarmReport | None = None
+    isolates_students: bool = True  # False: a student can reach the machine that runs the hosts
 
     @property
     def failed(self) -> list[HostReport]:
@@ -173,7 +174,8 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None) -> UpResul
         sheet_files, sheets_dir = render_sheets(room, entries, machines)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
                                                                 key=_order(hosts)),
-                    sheet_files, sheets_dir, room.expires_at(), swarm)
+                    sheet_files, sheets_dir, room.expires_at(), swarm,
+                    isolates_students=backend.isolates_students)
 
 
 def _order(hosts: list[HostSpec]):

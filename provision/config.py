@@ -1,4 +1,4 @@
-"""The classroom file (DESIGN.md), as a Pydantic model, with command-line overrides.
+"""The classroom file (docs/design.md), as a Pydantic model, with command-line overrides.
 
 Every invalid field is reported as one line naming the field, as a `BadInput` (exit 2), before
 anything is created.
@@ -64,9 +64,69 @@ class SheetsConfig(_Strict):
     lang: Literal["en", "fr"] = "en"
 
 
+SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def byte_size(value: Any, minimum: str) -> str:
+    """A size as Docker writes it (`512m`, `2g`), checked and kept as typed; at least `minimum`."""
+    text = str(value).strip().lower()
+    size = size_in_bytes(text)
+    if size is None:
+        raise ValueError(f"{text!r} is not a size like 512m or 2g")
+    if size < size_in_bytes(minimum):  # type: ignore[operator]
+        raise ValueError(f"must be at least {minimum} (got {text!r})")
+    return text
+
+
+def size_in_bytes(text: str) -> int | None:
+    match = SIZE_RE.match(text.strip())
+    return None if not match else int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+
+
+class LocalLimits(_Strict):
+    """What one local host may use of this machine; `null` lifts a limit. Students' nested
+    containers count against their host's limits, so one student cannot starve the others."""
+
+    memory: str | None = "2g"  # RAM of the host and everything it runs (swap: as much again)
+    pids: Annotated[int, Field(ge=64)] | None = 2048  # processes and threads: stops a fork bomb
+    cpus: Annotated[float, Field(gt=0, le=256)] | None = 2  # at most the engine's CPUs
+    tmp: str | None = "1g"  # /tmp, RAM-backed (tmpfs): counts against memory
+    run: str | None = "256m"  # /run, RAM-backed: the nested engine's runtime state
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> str | None:
+        return None if value is None else byte_size(value, "256m")  # dockerd + sshd need ~100 MB
+
+    @field_validator("tmp", "run", mode="before")
+    @classmethod
+    def _tmpfs(cls, value: Any) -> str | None:
+        return None if value is None else byte_size(value, "16m")
+
+
+# The engine's own runtimes: they add no isolation, and DinD under them needs added capabilities.
+PLAIN_RUNTIMES = ("runc", "io.containerd.runc.v2", "io.containerd.runtime.v1.linux")
+
+
 class LocalConfig(_Strict):
     public_host: str = "127.0.0.1"
     ssh_port_base: Annotated[int, Field(ge=1024, le=60000)] = 2200
+    limits: LocalLimits = LocalLimits()
+    # An OCI runtime that isolates Docker-in-Docker without added privileges, e.g. sysbox-runc.
+    runtime: str | None = None
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", value):
+            raise ValueError(f"{value!r} is not a runtime name like sysbox-runc")
+        if value in PLAIN_RUNTIMES:
+            raise ValueError(f"{value!r} is the engine's default runtime and isolates nothing: "
+                             "leave local.runtime out, or name one like sysbox-runc")
+        return value
 
     @field_validator("public_host")
     @classmethod
@@ -262,14 +322,41 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
 
 
 def check_course_paths(config: ClassroomConfig, label: str = "classroom file") -> None:
-    """The folders the course names must exist: a typo here would otherwise surface mid-`up`."""
+    """The folders the course names must exist (a typo would otherwise surface mid-`up`) and stay
+    inside the course: the exercises go to every student, and a build folder's files end up in
+    an image every student gets. The tool runs as root, so `../../../etc/ssh` would be copied."""
     folder = config.exercises_dir
-    if folder is not None and not folder.is_dir():
-        raise BadInput(f"{label}: exercises: no such folder: {folder}")
+    if folder is not None:
+        check_course_folder(config, folder, f"{label}: exercises")
+        if not folder.is_dir():
+            raise BadInput(f"{label}: exercises: no such folder: {folder}")
     for index, image in enumerate(config.images):
         build = config.image_build_dir(image)
-        if build is not None and not (build / "Dockerfile").is_file():
-            raise BadInput(f"{label}: images.{index}.build: no Dockerfile in {build}")
+        if build is not None:
+            check_course_folder(config, build, f"{label}: images.{index}.build")
+            if not (build / "Dockerfile").is_file():
+                raise BadInput(f"{label}: images.{index}.build: no Dockerfile in {build}")
+
+
+def check_course_folder(config: ClassroomConfig, folder: Path, field: str) -> None:
+    """`folder` (symlinks resolved) is inside the classroom file's folder, and neither holds nor
+    lies inside the tool's own folders: the state (admin key, passwords) and the cache."""
+    from .images import cache_dir
+    from .state import state_root
+
+    course = config.base_dir.resolve()
+    if not folder.is_relative_to(course):
+        raise BadInput(f"{field}: {folder} is outside the course folder {course} (the classroom file's "
+                       "folder): keep what students get beside the classroom file")
+    private = {"state folder": (state_root(), "keys, passwords"), "cache folder": (cache_dir().parent, "saved images")}
+    for what, (path, holding) in private.items():
+        path = path.expanduser().resolve()
+        if path.is_relative_to(folder):
+            raise BadInput(f"{field}: {folder} holds the classroom {what} {path} ({holding}): "
+                           "name a folder with the course's files only")
+        if folder.is_relative_to(path):
+            raise BadInput(f"{field}: {folder} is inside the classroom {what} {path}: "
+                           "name a folder of the course")
 
 
 def _one_line(exc: ValidationError, label: str, sources: dict[tuple[str, ...], str]) -> str:

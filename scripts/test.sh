@@ -4,6 +4,7 @@
 #   bash scripts/test.sh                 # the whole suite
 #   bash scripts/test.sh -k bad_input    # extra arguments go to pytest
 #   bash scripts/test.sh --setup-only    # only the setup (scripts/demo.sh uses it)
+#   bash scripts/test.sh --fast          # the unit tier: no Docker engine, well under 30 s
 #
 # Idempotent: a second run reuses the engine, the base image and the virtualenv (.venv).
 # As root on Debian it installs what is missing (docker.io, busybox-static, openssh-client);
@@ -14,10 +15,12 @@ cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 setup_only=false
+fast=false
 if [ "${1:-}" = "--setup-only" ]; then setup_only=true; shift; fi
+if [ "${1:-}" = "--fast" ]; then fast=true; shift; fi
 
-# 1. A Docker engine and the offline base image of the host image.
-bash scripts/setup-engine.sh
+# 1. A Docker engine and the offline base image of the host image (not for the unit tier).
+$fast || bash scripts/setup-engine.sh
 
 # 2. What the tests use besides Python: a static busybox (a 2 MB image built FROM scratch,
 #    since nothing can be pulled) and an ssh client.
@@ -66,4 +69,8 @@ if $setup_only; then exit 0; fi
 
 # 4. The tests. -p no:cacheprovider: a read-only or shared checkout gets no .pytest_cache.
 export PYTHONDONTWRITEBYTECODE=1
+if $fast; then
+  # Every test that uses the engine is marked `engine` (tests/conftest.py marks them by fixture).
+  exec .venv/bin/python -m pytest -q -p no:cacheprovider -m "not engine" "$@"
+fi
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -360,3 +360,15 @@ def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+# --- tiers -----------------------------------------------------------------------------------------
+ENGINE_FIXTURES = {"engine", "classroom", "tiny_image"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the engine, directly or through another fixture, is an `engine` test:
+    `scripts/test.sh --fast` (pytest -m "not engine") leaves it out."""
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)

@@ -72,6 +72,17 @@ def test_every_host_presents_the_key_the_classroom_made(room):
         assert key.fingerprint in sheet
 
 
+def test_private_host_keys_never_show_in_docker_inspect(room, engine):
+    cli, name, _ = room
+    for container in engine.containers.list(filters={"label": f"classroom.name={name}"}):
+        host = container.labels["classroom.host"]
+        private = (cli.home / name / "host_keys" / host).read_text()
+        body = "".join(private.splitlines()[1:-1])  # the key material, without the PEM armour
+        inspected = json.dumps(engine.api.inspect_container(container.id))
+        assert body[:40] not in inspected
+        assert "PRIVATE KEY" not in inspected
+
+
 def test_classroom_ssh_checks_the_classroom_known_hosts(room, tmp_path):
     cli, name, folder = room
     env = {**os.environ, "CLASSROOM_HOME": str(cli.home), "HOME": str(tmp_path),

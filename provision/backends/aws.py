@@ -183,6 +183,7 @@ class AwsBackend(Backend):
     """Hosts are EC2 instances in the classroom's own VPC; Pulumi creates and destroys them."""
 
     name = "aws"
+    isolates_students = True  # a VM each
 
     def __init__(self, config: ClassroomConfig, state: ClassroomState, *,
                  pulumi_command: auto.PulumiCommand | None = None,

@@ -43,6 +43,9 @@ class Backend(ABC):
     """Creates, lists, replaces and destroys one classroom's machines."""
 
     name: str = "?"
+    # Whether one student's host keeps them away from the others and from the machine that runs
+    # it (a VM each: yes). `up` says so when it does not.
+    isolates_students: bool = False
     # Hosts the last `ensure` could not create or start, with the reason: the others go on.
     failures: dict[str, str] = {}
 

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import docker
 import docker.errors
 
-from ..config import ClassroomConfig, docker_daemon_config
+from ..config import ClassroomConfig, LocalConfig, docker_daemon_config
 from ..errors import BadInput, ClassroomError
 from ..progress import NULL_PROGRESS, Progress
 from ..roster import HostSpec
@@ -37,6 +37,64 @@ BASE_IMAGE = "debian:bookworm-slim"
 SWARM_PORT_OFFSET = 100  # swarm-1 -> ssh_port_base + 101: clear of up to 100 students
 HOST_KEY_FILE = "ssh_host_ed25519_key"  # the only HostKey of the image's sshd_config
 PARALLEL = 16  # creating 30 hosts: 21.9 s with 16 threads, 22.9 s with 8 (the engine serialises part of it)
+
+# What a nested Docker engine needs, and nothing more: Docker's default set (its containers get
+# these, so it must hold them) plus SYS_ADMIN (mounts, namespaces, cgroups) and NET_ADMIN
+# (bridges, iptables, the Swarm's overlay). Measured enough for docker run, -p, volumes,
+# networks, build, compose, swarm init/join. Left out, among others: SYS_MODULE, SYS_RAWIO,
+# SYS_BOOT, SYS_TIME, SYSLOG, DAC_READ_SEARCH (open_by_handle_at), SYS_PTRACE, and SYS_RESOURCE
+# (outside some engines' bounding set: --privileged fails there). So a student's
+# `docker run --cap-add ALL` or `--privileged` is refused by their host's engine.
+NESTED_ENGINE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+                      "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+                      "SYS_ADMIN", "NET_ADMIN")
+# The engine's default seccomp profile cannot be kept: it refuses keyctl, which runc calls for every
+# nested container ("unable to join session keyring"). This one allows everything else and refuses
+# the kernel's riskiest entry points that neither an engine nor the course uses. (Not `bpf`: runc
+# sets nested containers' device rules with it on cgroup v2.) The i386/x32 and arm32 entry points
+# are listed too, or the same calls would pass through them.
+SECCOMP_DENIED = ("kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+                  "create_module", "open_by_handle_at", "perf_event_open", "userfaultfd", "io_uring_setup",
+                  "io_uring_enter", "io_uring_register", "acct", "swapon", "swapoff", "reboot", "syslog",
+                  "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime", "iopl", "ioperm",
+                  "lookup_dcookie", "nfsservctl", "vm86", "vm86old", "uselib", "get_kernel_syms",
+                  "query_module", "_sysctl", "sysfs", "ustat", "fanotify_init", "quotactl", "quotactl_fd")
+HOST_SECCOMP_PROFILE = json.dumps({
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+    "syscalls": [{"names": list(SECCOMP_DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+}, separators=(",", ":"))
+
+
+def host_container_args(local: LocalConfig, *, engine_cpus: int | None = None,
+                        seccomp: bool = True) -> dict:
+    """The isolation and limits of one host container, as Docker SDK `containers.create` keywords.
+
+    With `local.runtime` (e.g. sysbox-runc) the runtime isolates the nested engine: no added
+    capability, no unconfined profile, no cgroup namespace of our own. Without it, the host gets
+    the capabilities a nested engine needs and nothing more, and the student who is in its
+    `docker` group can still become root on this machine (README, "Security model").
+    `seccomp`: whether the engine supports seccomp profiles (`docker info` SecurityOptions).
+    """
+    limits = local.limits
+    tmpfs = {"/run": "rw,exec,mode=755", "/tmp": "rw,exec,mode=1777"}
+    for mount, size in (("/run", limits.run), ("/tmp", limits.tmp)):
+        if size is not None:
+            tmpfs[mount] += f",size={size}"
+    args: dict = {"tmpfs": tmpfs}
+    if limits.memory is not None:
+        args["mem_limit"] = limits.memory
+    if limits.pids is not None:
+        args["pids_limit"] = limits.pids
+    if limits.cpus is not None:  # the engine refuses more CPUs than it has
+        args["nano_cpus"] = int(min(limits.cpus, engine_cpus or limits.cpus) * 1e9)
+    if local.runtime:
+        return {**args, "runtime": local.runtime}
+    # AppArmor's docker-default profile forbids the mounts a nested engine makes: unconfined.
+    security = [f"seccomp={HOST_SECCOMP_PROFILE}" if seccomp else "seccomp=unconfined", "apparmor=unconfined"]
+    return {**args, "cap_drop": ["ALL"], "cap_add": list(NESTED_ENGINE_CAPS), "security_opt": security,
+            "cgroupns": "private"}
 
 
 def host_image_dir() -> Path:
@@ -97,6 +155,7 @@ class LocalBackend(Backend):
         self.classroom = config.name
         self.state = state
         self._client = client
+        self._engine_info: dict | None = None
 
     # --- engine and naming ---------------------------------------------------------------------
     @property
@@ -148,8 +207,27 @@ class LocalBackend(Backend):
         return {"label": f"{LABEL}={self.classroom}"}
 
     # --- the interface -------------------------------------------------------------------------
+    @property
+    def isolates_students(self) -> bool:
+        """Only under a runtime such as sysbox-runc: otherwise a student who runs containers on
+        their host can become root on this machine (SYS_ADMIN, no user namespace)."""
+        return self.config.local.runtime is not None
+
+    @property
+    def engine_info(self) -> dict:
+        """`docker info`, once: runtimes, CPUs, whether seccomp profiles are supported."""
+        if self._engine_info is None:
+            self._engine_info = self.client.info()
+        return self._engine_info
+
     def preflight(self, hosts: list[HostSpec]) -> None:
-        """Engine reachable; every SSH port is free or already ours."""
+        """Engine reachable; the runtime known to it; every SSH port is free or already ours."""
+        runtime = self.config.local.runtime
+        known = sorted(self.engine_info.get("Runtimes") or {})
+        if runtime and runtime not in known:
+            raise BadInput(f"local.runtime: the Docker engine has no runtime {runtime!r} (it has "
+                           f"{', '.join(known) or 'none'}): install it and register it in the engine's "
+                           "daemon.json, or remove local.runtime")
         ours = {m.name for m in self.machines() if m.state != "missing"}
         for spec in hosts:
             if spec.name in ours:
@@ -341,12 +419,10 @@ class LocalBackend(Backend):
             labels=labels,
             detach=True,
             init=True,  # reaps the orphans of students' sessions and of the nested dockerd
-            # Docker-in-Docker without --privileged (ENVIRONMENT.md): all capabilities but one.
-            cap_add=["ALL"],
-            cap_drop=["SYS_RESOURCE"],
-            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-            cgroupns="private",
-            tmpfs={"/run": "rw,exec,mode=755", "/tmp": "rw,exec,mode=1777"},
+            # Docker-in-Docker without --privileged: what the nested engine needs, and the limits.
+            **host_container_args(self.config.local, engine_cpus=self.engine_info.get("NCPU"),
+                                  seccomp=any("name=seccomp" in option
+                                              for option in self.engine_info.get("SecurityOptions") or [])),
             volumes={volume: {"bind": "/var/lib/docker", "mode": "rw"}},
             ports={"22/tcp": (self.bind_address, self.port_of(spec))},
             network=network,
