@@ -290,6 +290,10 @@ def test_a_big_exercise_file_streams_and_is_sent_once(engine, tmp_path):
         assert "student-01: clean" in done.stdout
         assert peak < BIG // 2
         assert room.as_student("stat -c %s ~/exercises/disk.img").strip() == str(BIG)
+        # The checks skip hashing what the copy stamped, yet still see a student's edit.
+        assert room.status()["student-01"]["state"] == "ready"
+        room.as_student("echo more >> ~/exercises/notes.md")
+        assert room.status()["student-01"]["detail"] == "exercises: 1 changed, 0 deleted by the student"
     finally:
         cli("down", "--yes")
         remove_classroom_resources(engine, name)
