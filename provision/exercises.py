@@ -244,7 +244,9 @@ def sync_exercises(connection: Connection, backend: Backend, machine: Machine, u
     fresh = fresh or "folder" not in lines  # "sync" would take every missing file for a deletion
     upload = ""
     if current != pack.digest:
-        upload = f"/var/tmp/classroom/exercises-{pack.digest[:20]}.tar"
+        # Under root's own folder: in /var/tmp a student could make the folder first and swap the
+        # tar that root then unpacks.
+        upload = f"{EXERCISES_DIR}/upload/course-{pack.digest[:20]}.tar"
         send_file(connection, backend, machine, pack.archive, upload)
     elif not fresh:
         return []

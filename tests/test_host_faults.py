@@ -282,7 +282,7 @@ def test_a_big_exercise_file_streams_and_is_sent_once(engine, tmp_path):
         assert peak < BIG // 2
         assert room.inner("stat -c %Y.%i ~student-01/exercises/disk.img "
                           "/var/lib/classroom/exercises/tree/disk.img") == before
-        assert room.inner("ls /var/tmp/classroom | wc -l")[1].strip() == "0"
+        assert room.inner("ls -A /var/lib/classroom/exercises/upload | wc -l")[1].strip() == "0"
 
         done, peak = run_measured(cli, tmp_path, cache, "reset", "1")
         print(f"reset: peak RSS {peak >> 20} MB")
