@@ -518,15 +518,16 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         def reset_one(spec: HostSpec) -> ResetReport:
             started = time.monotonic()
             machine = machines.get(spec.name)
+            changes = []
             if hard or machine is None or not machine.running:
                 machine = backend.replace(spec, key.public_line)
-            else:
+            else:  # engine started first, every Docker error fatal, leftovers looked for
                 connection = open_admin(machine, room.admin_access(), backend)
                 try:
-                    wipe_student(connection, spec.student or "")
+                    changes = wipe_student(connection, spec.student or "")
                 finally:
                     connection.close()
-            changes = provision_host(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
+            changes += provision_host(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
             checks, detail = check_host(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
                                         exercises=course.exercises is not None)
             failing = [name for name, ok in checks.items() if not ok]

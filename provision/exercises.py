@@ -1,19 +1,26 @@
 """The course's exercise folder in each student's ~/exercises, byte-identical, modes kept.
 
-The instructor's folder is packed once into a tar plus a manifest (kind, mode, sha256, path per
-entry). A host keeps the manifest of what it was last given, so a re-run can tell a course
-update (the file still matches the old manifest: replace it) from a student's edit (it does
-not: keep it, and say so). Reset restores the folder exactly as the course has it.
+The instructor's folder is described by a manifest (kind, mode, sha256, path per entry) and packed
+into a tar named after the manifest's digest. A host keeps the manifest of what it was last given,
+so a re-run can tell a course update (the file still matches the old manifest: replace it) from a
+student's edit (it does not: keep it, and say so). Reset restores the folder exactly as the course
+has it.
+
+Course files may be big (a VM image, a dataset): nothing here holds a whole file in memory. Files
+are hashed in chunks (and not again while their size and mtime stay the same), the tar is written
+straight to the cache only when that version has no archive yet, a host receives it only when the
+course changed, and keeps it extracted so a reset copies files rather than unpacking again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import json
 import os
 import shlex
 import stat
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +34,8 @@ from .ssh import check
 if TYPE_CHECKING:
     from .backends.base import Backend, Machine
 
-EXERCISES_DIR = "/var/lib/classroom/exercises"  # on the host: manifest, digest, course.tar
+EXERCISES_DIR = "/var/lib/classroom/exercises"  # on the host: manifest, digest, tree/ (the course, root only)
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,39 +47,114 @@ class ExercisePack:
 
 
 def pack_exercises(folder: Path) -> ExercisePack:
-    """Tar the folder (sorted, owner root, modes kept) and describe every entry."""
+    """Describe every entry (sorted, modes kept) and make sure the tar of that version exists."""
+    found = []
+    for path in _walk(folder):
+        relative = path.relative_to(folder).as_posix()
+        if "\t" in relative or "\n" in relative:
+            raise BadInput(f"exercises: file names with tabs or newlines are not supported: {relative!r}")
+        info = path.lstat()
+        if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+            found.append((path, relative, info))  # symlinks and devices have no place in a course folder
+    refuse_private_files([relative for _path, relative, info in found if _private(info)])
+    hashes = _HashCache(folder)
     entries: list[tuple[str, int, str, str]] = []
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in _walk(folder):
-            relative = path.relative_to(folder).as_posix()
-            if "\t" in relative or "\n" in relative:
-                raise BadInput(f"exercises: file names with tabs or newlines are not supported: {relative!r}")
-            info = path.lstat()
-            if stat.S_ISDIR(info.st_mode):
-                entries.append(("d", stat.S_IMODE(info.st_mode), "-", relative))
-            elif stat.S_ISREG(info.st_mode):
-                data = path.read_bytes()
-                entries.append(("f", stat.S_IMODE(info.st_mode), hashlib.sha256(data).hexdigest(), relative))
-            else:
-                continue  # symlinks and devices have no place in a course folder
-            tar_info = tar.gettarinfo(str(path), arcname=relative)
-            tar_info.uid = tar_info.gid = 0
-            tar_info.uname = tar_info.gname = "root"
-            if tar_info.isreg():
-                with open(path, "rb") as handle:
-                    tar.addfile(tar_info, handle)
-            else:
-                tar.addfile(tar_info)
+    for path, relative, info in found:
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISDIR(info.st_mode):
+            entries.append(("d", mode, "-", relative))
+        else:
+            entries.append(("f", mode, hashes.sha256(path, info), relative))
+    hashes.save()
     manifest = "".join(f"{kind}\t{mode:04o}\t{digest}\t{rel}\n" for kind, mode, digest, rel in entries)
     digest = hashlib.sha256(manifest.encode()).hexdigest()
-    archive = cache_dir().parent / "exercises" / f"{digest[:20]}.tar"
+    archive = _cache() / f"{digest[:20]}.tar"
     if not archive.exists():
-        private_cache_folder(archive.parent)
-        partial = archive.with_suffix(".partial")
-        partial.write_bytes(buffer.getvalue())
-        os.replace(partial, archive)
+        _write_tar(folder, [rel for _kind, _mode, _digest, rel in entries], archive)
     return ExercisePack(archive, manifest, digest, sum(1 for e in entries if e[0] == "f"))
+
+
+def private_files(folder: Path) -> list[str]:
+    """Course files that others may not read: a key or a note put there by mistake, most likely."""
+    return [path.relative_to(folder).as_posix() for path in _walk(folder)
+            if stat.S_ISREG((info := path.lstat()).st_mode) and _private(info)]
+
+
+def refuse_private_files(names: list[str]) -> None:
+    """Refused rather than copied with a warning: every student would own a copy before anyone
+    reads the warning, and a mode change is all it takes to say "this belongs to the course"."""
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise BadInput(f"exercises: {len(names)} file(s) readable only by their owner would be copied to every "
+                       f"student: {shown}. If they belong to the course, `chmod a+r` them; otherwise move them "
+                       "out of the exercises folder")
+
+
+def _private(info: os.stat_result) -> bool:
+    return stat.S_ISREG(info.st_mode) and not info.st_mode & stat.S_IROTH
+
+
+def _cache() -> Path:
+    return private_cache_folder(cache_dir().parent / "exercises")
+
+
+def _write_tar(folder: Path, relatives: list[str], archive: Path) -> None:
+    """Stream the tar (owner root, modes kept) into a temporary file beside the archive, then
+    rename it: another `up` packing the same course at once never sees half a file."""
+    handle, partial = tempfile.mkstemp(dir=archive.parent, prefix=archive.stem, suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as out, tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT,
+                                                          bufsize=CHUNK) as tar:
+            for relative in relatives:
+                path = folder / relative
+                tar_info = tar.gettarinfo(str(path), arcname=relative)
+                tar_info.uid = tar_info.gid = 0
+                tar_info.uname = tar_info.gname = "root"
+                if tar_info.isreg():
+                    with open(path, "rb") as source:
+                        tar.addfile(tar_info, source)
+                else:
+                    tar.addfile(tar_info)
+        os.replace(partial, archive)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+class _HashCache:
+    """sha256 of each course file, kept while its size, mtime and inode stay the same: a second
+    `up` of a course with a 1.5 GB file reads none of it. One small file per exercises folder."""
+
+    def __init__(self, folder: Path):
+        key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+        self.path = _cache() / f"hashes-{key}.json"
+        try:
+            self.known: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.seen: dict[str, list] = {}
+
+    def sha256(self, path: Path, info: os.stat_result) -> str:
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
+        cached = self.known.get(str(path))
+        if isinstance(cached, list) and cached[:3] == stamp and len(cached) == 4:
+            digest = cached[3]
+        else:
+            hasher = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while block := handle.read(CHUNK):
+                    hasher.update(block)
+            digest = hasher.hexdigest()
+        self.seen[str(path)] = [*stamp, digest]
+        return digest
+
+    def save(self) -> None:
+        if self.seen == self.known:
+            return
+        handle, partial = tempfile.mkstemp(dir=self.path.parent, suffix=".partial")
+        with os.fdopen(handle, "w") as out:
+            json.dump(self.seen, out)
+        os.replace(partial, self.path)
 
 
 def _walk(folder: Path):
@@ -87,18 +170,25 @@ def _walk(folder: Path):
 # Runs as root. $1 user, $2 the uploaded tar (or "" to reuse the host's copy), $3 mode:
 # "sync" (a re-run: keep the student's edits) or "fresh" (reset: exactly the course).
 # stdin: the manifest. Prints one line per change: added/updated/kept/deleted PATH.
+# A new version is unpacked once into tree/ (root only) and the tar deleted: later resets copy
+# from there, which costs one copy of each file rather than unpacking the whole course again.
 SYNC_SCRIPT = r"""
 set -eu
 U=$1; UPLOAD=$2; MODE=$3
 H=$(getent passwd "$U" | cut -d: -f6)
-T="$H/exercises"; S=/var/lib/classroom/exercises
+T="$H/exercises"; S=__DIR__
 mkdir -p "$S"; chmod 755 /var/lib/classroom "$S"
 cat > "$S/manifest.new"
-[ -n "$UPLOAD" ] && mv "$UPLOAD" "$S/course.tar"
-rm -rf "$S/stage"; mkdir -p "$S/stage"
-tar -xf "$S/course.tar" -C "$S/stage" --same-permissions --no-same-owner
+if [ -n "$UPLOAD" ]; then
+  rm -rf "$S/tree.new"; mkdir -m 700 "$S/tree.new"
+  tar -xf "$UPLOAD" -C "$S/tree.new" --same-permissions --no-same-owner
+  rm -rf "$UPLOAD" "$S/tree" "$S/course.tar" "$S/stage"; mv "$S/tree.new" "$S/tree"
+fi
+[ -d "$S/tree" ] || { echo "this host has no copy of the course's exercises" >&2; exit 1; }
 [ "$MODE" = fresh ] && rm -rf "$T" && rm -f "$S/manifest"
 [ -f "$S/manifest" ] || : > "$S/manifest"
+mkdir -p "$S/stamps"; P="$S/stamps/$U"; : > "$P.new"
+stamp() { printf '%s\t%s\n' "$1" "$(find "$2" -maxdepth 0 -printf '%s %T@')" >> "$P.new"; }
 if [ ! -d "$T" ]; then install -d -o "$U" -g "$U" -m 0755 "$T"; fi
 TAB=$(printf '\t')
 while IFS="$TAB" read -r kind mode sum path; do
@@ -110,7 +200,7 @@ while IFS="$TAB" read -r kind mode sum path; do
   old=$(awk -F"$TAB" -v p="$path" '$4 == p { print $3 }' "$S/manifest")
   if [ -e "$dst" ] || [ -L "$dst" ]; then
     now=$(sha256sum < "$dst" | cut -c1-64)
-    [ "$now" = "$sum" ] && continue
+    [ "$now" = "$sum" ] && { stamp "$path" "$dst"; continue; }
     if [ -n "$old" ] && [ "$now" != "$old" ]; then echo "kept $path"; continue; fi
     verb=updated
   else
@@ -118,49 +208,68 @@ while IFS="$TAB" read -r kind mode sum path; do
     verb=added
   fi
   mkdir -p "$(dirname "$dst")"
-  cp -p "$S/stage/$path" "$dst.classroom-new"; chown "$U:$U" "$dst.classroom-new"
+  cp -p "$S/tree/$path" "$dst.classroom-new"; chown "$U:$U" "$dst.classroom-new"
   mv -f "$dst.classroom-new" "$dst"
+  stamp "$path" "$dst"
   echo "$verb $path"
 done < "$S/manifest.new"
 mv "$S/manifest.new" "$S/manifest"; chmod 644 "$S/manifest"
-rm -rf "$S/stage"
-"""
+chmod 644 "$P.new"; mv "$P.new" "$P"
+""".replace("__DIR__", EXERCISES_DIR)
 
-DIGEST_SCRIPT = f"cat {EXERCISES_DIR}/digest 2>/dev/null || true"
+# $1 user: "version DIGEST" when the host holds an unpacked course, "folder" when ~/exercises exists.
+STATE_SCRIPT = r"""
+S=__DIR__
+[ -d "$S/tree" ] && [ -f "$S/digest" ] && echo "version $(cat "$S/digest")"
+H=$(getent passwd "$1" | cut -d: -f6)
+[ -n "$H" ] && [ -d "$H/exercises" ] && echo folder
+true
+""".replace("__DIR__", EXERCISES_DIR)
 
 
 def sync_exercises(connection: Connection, backend: Backend, machine: Machine, user: str,
                    pack: ExercisePack, *, fresh: bool = False) -> list[str]:
     """Bring ~user/exercises to the course's version; returns the change lines.
 
-    Nothing is transferred when the host already has this version (and `fresh` is not asked).
+    Nothing is transferred when the host already has this version, and nothing is done when the
+    student's folder is there too (and `fresh` is not asked). A missing folder is restored whole.
     """
     from .preload import send_file
 
-    current = check(connection, DIGEST_SCRIPT, what="reading exercises version").strip()
+    lines = check(connection, f"sh -c {shlex.quote(STATE_SCRIPT)} state {shlex.quote(user)}",
+                  what="reading exercises version").splitlines()
+    current = next((line.split()[1] for line in lines if line.startswith("version ") and len(line.split()) == 2), "")
+    fresh = fresh or "folder" not in lines  # "sync" would take every missing file for a deletion
     upload = ""
     if current != pack.digest:
-        upload = f"/var/tmp/classroom/exercises-{pack.digest[:20]}.tar"
+        # Under root's own folder: in /var/tmp a student could make the folder first and swap the
+        # tar that root then unpacks.
+        upload = f"{EXERCISES_DIR}/upload/course-{pack.digest[:20]}.tar"
         send_file(connection, backend, machine, pack.archive, upload)
     elif not fresh:
         return []
     command = f"sh -c {shlex.quote(SYNC_SCRIPT)} sync {shlex.quote(user)} {shlex.quote(upload)} " \
               f"{'fresh' if fresh else 'sync'}"
-    changes = check(connection, command, stdin=pack.manifest, what="copying exercises", timeout=300)
+    changes = check(connection, command, stdin=pack.manifest, what="copying exercises", timeout=600)
     check(connection, f"echo {pack.digest} > {EXERCISES_DIR}/digest", what="recording exercises version")
     return [line for line in changes.splitlines() if line.strip()]
 
 
-# Run as the student by `status`: "exercises PRESENT CHANGED MISSING" against the manifest.
+# Run as the student by `status` (and after each reset): "exercises PRESENT CHANGED MISSING"
+# against the manifest. A file whose size and mtime are still those the copy stamped is not
+# hashed again: with a 1.5 GB course file, hashing it was most of a reset's time. (A student who
+# sets an edited file's mtime back only hides the edit from this count.)
 CHECK_SCRIPT = r"""
-M=/var/lib/classroom/exercises/manifest
+M=__DIR__/manifest; P=__DIR__/stamps/$(id -un)
 if [ ! -f "$M" ] || [ ! -d "$HOME/exercises" ]; then echo "exercises 0 0 0"; exit 0; fi
+[ -f "$P" ] || P=/dev/null
 changed=0; missing=0; TAB=$(printf '\t')
 while IFS="$TAB" read -r kind mode sum path; do
   [ "$kind" = f ] || continue
   f="$HOME/exercises/$path"
   if [ ! -f "$f" ]; then missing=$((missing + 1))
+  elif grep -qxF -e "$path$TAB$(find "$f" -maxdepth 0 -printf '%s %T@')" "$P"; then :
   elif [ "$(sha256sum < "$f" | cut -c1-64)" != "$sum" ]; then changed=$((changed + 1)); fi
 done < "$M"
 echo "exercises 1 $changed $missing"
-"""
+""".replace("__DIR__", EXERCISES_DIR)

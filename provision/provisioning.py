@@ -7,6 +7,8 @@ transfers nothing and changes nothing.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -62,9 +64,13 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
 
 
 def check_course(room: Classroom) -> None:
-    """Refuse a course its preload strategy cannot deliver, before any host is created: with
-    `pull` each host pulls from a registry, so an image built from the course folder would fail
-    on every host."""
+    """Refuse a course its preload strategy cannot deliver, or that would hand students files
+    nobody meant them to have, before any host is created: with `pull` each host pulls from a
+    registry, so an image built from the course folder would fail on every host."""
+    from .exercises import private_files, refuse_private_files
+
+    if room.config.exercises_dir is not None:
+        refuse_private_files(private_files(room.config.exercises_dir))
     if room.preload_strategy != "pull":
         return
     for index, image in enumerate(room.config.images):
@@ -95,14 +101,15 @@ def open_admin(machine: Machine, access: AdminAccess, backend: Backend | None = 
     host through Docker, and may have emptied root's authorized_keys), the backend puts it back
     without SSH if it can (local: through the engine; the student's files are not touched), then
     the session is tried again; `changes` gets a line saying so."""
+    gone = machine_gone(backend, machine)
     try:
-        return open_with_retry(admin_connection(machine, access))
+        return open_with_retry(admin_connection(machine, access), gone=gone)
     except paramiko.AuthenticationException:
         if backend is None or not access.public_line or not backend.repair_access(machine, access.public_line):
             raise RemoteError(f"{machine.name}: the admin key is refused (root's authorized_keys changed?) and "
                               f"this backend cannot put it back: `classroom reset --hard {machine.name}` "
                               "replaces the machine") from None
-    connection = open_with_retry(admin_connection(machine, access))
+    connection = open_with_retry(admin_connection(machine, access), gone=gone)
     if changes is not None:
         changes.append("admin access repaired")
     return connection
@@ -133,8 +140,41 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
                                    fresh=fresh_exercises)
             changes += summarize_exercise_changes(lines)
         return changes
+    except Exception as exc:
+        reason = stopped_meanwhile(machine_gone(backend, machine))
+        if reason:  # the real cause, rather than a closed socket's last words
+            raise RemoteError(f"{reason} while provisioning ({last_line(exc)})") from exc
+        raise
     finally:
         connection.close()
+
+
+def stopped_meanwhile(gone: Callable[[], str | None] | None, grace: float = 2.0) -> str | None:
+    """After a failure: whether the machine stopped. The session may see the end of a killed
+    machine before its backend does, so a machine that still runs is asked again for a moment."""
+    deadline = time.monotonic() + grace
+    while gone is not None:
+        reason = gone()
+        if reason or time.monotonic() >= deadline:
+            return reason
+        time.sleep(0.25)
+    return None
+
+
+def machine_gone(backend: Backend | None, machine: Machine) -> Callable[[], str | None] | None:
+    """For waits and failures: None while the machine runs, else "student-02's machine stopped
+    (exited)". A backend that cannot say (engine gone too) counts as running: the wait goes on."""
+    if backend is None:
+        return None
+
+    def gone() -> str | None:
+        try:
+            state = backend.current_state(machine)
+        except Exception:
+            return None
+        return None if state == "running" else f"{machine.name}'s machine stopped ({state})"
+
+    return gone
 
 
 def summarize_exercise_changes(lines: list[str]) -> list[str]:

@@ -30,6 +30,7 @@ R = TypeVar("R")
 
 DEFAULT_PARALLEL = 16  # two cores: more sessions at once cost more than they bring (ENVIRONMENT.md)
 CONNECT_RETRY_SECONDS = 90.0  # fresh hosts (and cloud-init) take a while before sshd answers
+ALIVE_CHECK_SECONDS = 5.0  # while retrying, how often to ask the backend whether the machine still runs (a cloud API call)
 
 # A fresh sshd accepts then drops connections; paramiko logs a traceback for each attempt.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
@@ -113,12 +114,16 @@ def pin_host_key(connection: Connection, machine: Machine, public_line: str) -> 
     return connection
 
 
-def open_with_retry(connection: Connection, deadline_seconds: float = CONNECT_RETRY_SECONDS) -> Connection:
+def open_with_retry(connection: Connection, deadline_seconds: float = CONNECT_RETRY_SECONDS,
+                    gone: Callable[[], str | None] | None = None) -> Connection:
     """Open the session, retrying with backoff while sshd is still starting.
 
-    A refused password is not retried: that is an answer, not a hiccup.
+    A refused password is not retried: that is an answer, not a hiccup. `gone()` says why the
+    machine cannot answer any more (None while it runs): asked every few seconds while retrying,
+    so a host killed meanwhile fails now rather than after the whole deadline.
     """
     deadline = time.monotonic() + deadline_seconds
+    next_look = time.monotonic() + ALIVE_CHECK_SECONDS
     delay = 0.2
     while True:
         try:
@@ -135,6 +140,11 @@ def open_with_retry(connection: Connection, deadline_seconds: float = CONNECT_RE
             if time.monotonic() + delay > deadline:
                 raise RemoteError(f"{connection.host}:{connection.port}: SSH does not answer ({last_line(exc)})") \
                     from None
+            if gone is not None and time.monotonic() >= next_look:
+                next_look = time.monotonic() + ALIVE_CHECK_SECONDS
+                reason = gone()
+                if reason:
+                    raise RemoteError(f"{reason} while waiting for SSH") from None
             time.sleep(delay)
             delay = min(delay * 1.6, 3.0)
 

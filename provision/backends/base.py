@@ -84,6 +84,12 @@ class Backend(ABC):
         hosts enforce none (local: the trainer removes them with `down`) tells nobody."""
         return []
 
+    def current_state(self, machine: Machine) -> str:
+        """The machine's state now (running, exited, missing, ...): asked while waiting for it to
+        answer, so a machine that stopped meanwhile is reported at once."""
+        found = next((m for m in self.machines() if m.name == machine.name), None)
+        return found.state if found is not None else "missing"
+
     def repair_access(self, machine: Machine, admin_public_key: str) -> bool:
         """Put the admin key back in root's authorized_keys without SSH, if this backend can
         (a student who is root on their host may have removed it). False: it cannot."""

@@ -98,14 +98,18 @@ def host_container_args(local: LocalConfig, *, engine_cpus: int | None = None,
 
 
 def host_image_dir() -> Path:
-    """The folder with the host image's Dockerfile, installed or in the source tree."""
+    """The folder with the host image's Dockerfile: the source tree beside this package first (an
+    editable install maps `provision.templates` to the checkout it was made from, not this one)."""
+    source = Path(__file__).resolve().parents[2] / "templates" / "host"
+    if (source / "Dockerfile").is_file():
+        return source
     try:
         path = Path(str(files("provision.templates"))) / "host"
         if (path / "Dockerfile").is_file():
             return path
     except ModuleNotFoundError:
         pass
-    return Path(__file__).resolve().parents[2] / "templates" / "host"
+    return source
 
 
 def host_image_tag() -> str:
@@ -330,6 +334,14 @@ class LocalBackend(Backend):
         found += [Leftover("volume", v.name) for v in self.client.volumes.list(filters=self._filters())]
         found += [Leftover("network", n.name) for n in self.client.networks.list(filters=self._filters())]
         return found
+
+    def current_state(self, machine: Machine) -> str:
+        """One engine call for that container (cheaper than listing the classroom)."""
+        try:
+            container = self.client.containers.get(machine.machine_id or self.container_name(machine.name))
+        except docker.errors.NotFound:
+            return "missing"
+        return "running" if container.status == "running" else container.status
 
     def repair_access(self, machine: Machine, admin_public_key: str) -> bool:
         """Through the engine, which the students cannot reach: root's .ssh folder and the key."""
