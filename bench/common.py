@@ -42,7 +42,7 @@ def floor_seconds(count: int, port_base: int, home: Path) -> float:
     backend.ensure_host_image()
     try:
         started = time.monotonic()
-        machines = backend.ensure(plan_hosts(config), "ssh-ed25519 AAAA bench")
+        machines = backend.ensure(plan_hosts(config), "ssh-ed25519 AAAA bench").machines
 
         def wait_for_docker(machine) -> None:
             container = backend.client.containers.get(machine.machine_id)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import paramiko
 
-from .backends.base import Machine
+from .model import Machine
 from .errors import last_line
 from .exercises import CHECK_SCRIPT as EXERCISES_CHECK
 from .preload import IMAGES_FILE

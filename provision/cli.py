@@ -44,12 +44,13 @@ Examples:
 
 
 class Options:
-    def __init__(self, file: Path | None, name: str | None, debug: bool):
+    """The global options, and the command being run. `main` makes it and hands it to click as
+    the context's `obj`, so that it can still read it when an exception ends the command."""
+
+    def __init__(self, file: Path | None = None, name: str | None = None, debug: bool = False,
+                 command: str | None = None):
         self.file, self.name, self.debug = file, name, debug
-
-
-_DEBUG = False
-_COMMAND: str | None = None  # the command being run, for the message of an interrupted one
+        self.command = command  # for the message of an interrupted command
 
 
 @app.callback(epilog=EXAMPLES)
@@ -60,19 +61,19 @@ def _global(
                                        "[default: name in the file, else 'classroom']"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected failures."),
 ) -> None:
-    global _DEBUG, _COMMAND
-    _DEBUG = debug
-    _COMMAND = ctx.invoked_subcommand
-    ctx.obj = Options(file, name, debug)
+    opts = ctx.obj if isinstance(ctx.obj, Options) else Options()
+    opts.file, opts.name, opts.debug, opts.command = file, name, debug, ctx.invoked_subcommand
+    ctx.obj = opts
 
 
-def _room(ctx: typer.Context, *, check_paths: bool = False, **overrides):
+def _room(ctx: typer.Context, *, check_paths: bool = False, progress=None, **overrides):
     from .commands import Classroom
     from .config import load_config
+    from .progress import NULL_PROGRESS
 
     opts: Options = ctx.obj
     config = load_config(opts.file, {"--name": opts.name, **overrides}, check_paths=check_paths)
-    return Classroom.open(config)
+    return Classroom.open(config, progress or NULL_PROGRESS)
 
 
 def _interactive() -> bool:
@@ -125,8 +126,10 @@ def up(
     from . import commands
     from .ui import RichProgress, console, out
 
-    room = _room(ctx, check_paths=True, **{"--students": students, "--swarm-nodes": swarm_nodes,
-                                           "--backend": backend.value if backend else None})
+    progress = RichProgress()
+    room = _room(ctx, check_paths=True, progress=progress,
+                 **{"--students": students, "--swarm-nodes": swarm_nodes,
+                    "--backend": backend.value if backend else None})
     created_on = room.state.meta().get("backend")
     if backend is not None and created_on and created_on != backend.value:
         raise BadInput(f"--backend: classroom {room.name!r} runs on {created_on}: "
@@ -137,8 +140,7 @@ def up(
             raise BadInput(f"{cost_line}; add --yes to create these paid hosts")
         return typer.confirm(f"{cost_line}. Create them?", err=True)
 
-    with RichProgress() as progress:
-        room.progress = progress
+    with progress:
         result = commands.up(room, confirm=None if yes else confirm, new_secrets=new_secrets)
     _render_up(result, out, console)
     if result.failed:
@@ -311,10 +313,10 @@ def reset(
     from . import commands
     from .ui import RichProgress, console, out
 
-    room = _room(ctx, check_paths=True)  # reset copies the exercises again: the same rules as `up`
+    progress = RichProgress()
+    room = _room(ctx, check_paths=True, progress=progress)  # reset copies the exercises again: as `up`
     commands.resolve_targets(room, students)  # an unknown student fails before anything shows
-    with RichProgress() as progress:
-        room.progress = progress
+    with progress:
         reports = commands.reset(room, students, hard=hard)
     for report in reports:
         if report.ok:
@@ -400,7 +402,8 @@ def down(
     from . import commands
     from .ui import RichProgress, console, out
 
-    room = _room(ctx, **{"--backend": backend.value if backend else None})
+    progress = RichProgress()
+    room = _room(ctx, progress=progress, **{"--backend": backend.value if backend else None})
     if not yes:
         if not _interactive():
             raise BadInput(f"`down` destroys classroom {room.name!r} and its students' work: add --yes to confirm")
@@ -416,8 +419,7 @@ def down(
             size = sum(path.stat().st_size for path in cached) / 1e6
             clear_cache = typer.confirm(f"Also clear its {len(cached)} cached file(s) ({size:.0f} MB)?",
                                         default=False, err=True)
-    room.progress = RichProgress()
-    with room.progress:
+    with progress:
         result = commands.down(room, clear_cache=clear_cache)
     if result.cleared:
         out.print(f"Cleared {len(result.cleared)} cached file(s) of classroom {room.name!r}.")
@@ -472,13 +474,14 @@ def main(argv: list[str] | None = None) -> None:
     import threading
 
     command = typer.main.get_command(app)
+    opts = Options()  # filled by the callback; read here when an exception ends the command
     on_main_thread = threading.current_thread() is threading.main_thread()  # only there can it handle signals
     previous = signal.signal(signal.SIGINT, _raise_interrupted) if on_main_thread else None
     try:
-        code = command.main(args=argv, prog_name="classroom", standalone_mode=False)
+        code = command.main(args=argv, prog_name="classroom", standalone_mode=False, obj=opts)
         code = code if isinstance(code, int) else 0
     except Interrupted as exc:
-        _interrupted(exc)
+        _interrupted(exc, opts.command)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.TyperException as exc:  # click's usage errors: unknown option, 'abc' for a number
@@ -487,16 +490,16 @@ def main(argv: list[str] | None = None) -> None:
         _error(line.replace("Value error, ", ""))
         code = getattr(exc, "exit_code", ExitCode.BAD_INPUT) or ExitCode.BAD_INPUT
     except (typer.Abort, KeyboardInterrupt) as exc:
-        _interrupted(exc)
+        _interrupted(exc, opts.command)
     except ClassroomError as exc:
-        if _DEBUG:
+        if opts.debug:
             import traceback
 
             traceback.print_exc()
         _error(exc.message)
         code = exc.exit_code
     except Exception as exc:  # the last resort: one line, the traceback only on request
-        if _DEBUG:
+        if opts.debug:
             import traceback
 
             traceback.print_exc()
@@ -523,7 +526,7 @@ AFTER_INTERRUPT = {"up": "run `classroom up` again, it converges",
                    "down": "run `classroom down` again, it removes what is left"}
 
 
-def _interrupted(exc: BaseException) -> None:
+def _interrupted(exc: BaseException, command: str | None) -> None:
     """Ctrl-C: one line saying where it stopped and what to do, exit 130 at once.
 
     Hosts still being worked on by pool threads are left as they are (the pools stopped handing
@@ -535,8 +538,8 @@ def _interrupted(exc: BaseException) -> None:
 
     where = getattr(exc, "where", None)  # "during 'Provisioning 5 host(s)'", set by ui.RichProgress
     line = "classroom: interrupted" + (f" {where}" if where else "")
-    if _COMMAND in AFTER_INTERRUPT:
-        line += f": {AFTER_INTERRUPT[_COMMAND]}"
+    if command in AFTER_INTERRUPT:
+        line += f": {AFTER_INTERRUPT[command]}"
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
     sys.stdout.flush()

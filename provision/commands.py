@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backends import get_backend
-from .backends.base import Backend, Leftover, Machine
+from .backends.base import Backend
 from .config import ClassroomConfig
 from .errors import BadInput, last_line
 from .progress import NULL_PROGRESS, Progress
-from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
+from .model import HostReport, HostSpec, Leftover, Machine, MachineState, Role, Strategy
+from .roster import RosterEntry, SwarmAccess, plan_hosts, student_names
 from .state import ClassroomState, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
@@ -49,10 +50,10 @@ class Classroom:
         return recorded or self.config.backend
 
     @property
-    def preload_strategy(self) -> str:
+    def preload_strategy(self) -> Strategy:
         """push or pull: the file's choice, else the default of the backend the classroom runs on
         (`push` on local; `pull` on aws, so a cloud classroom never needs the trainer's engine)."""
-        return self.config.preload.strategy or ("push" if self.backend_name == "local" else "pull")
+        return Strategy(self.config.preload.strategy or ("push" if self.backend_name == "local" else "pull"))
 
     @property
     def backend(self) -> Backend:
@@ -77,7 +78,7 @@ class Classroom:
 
     def roster(self, machines: list[Machine] | None = None) -> list[RosterEntry]:
         machines = self.backend.machines() if machines is None else machines
-        by_student = {m.student: m for m in machines if m.role == "student"}
+        by_student = {m.student: m for m in machines if m.role == Role.STUDENT}
         passwords = self.state.known_passwords()
         host_keys = self.state.host_keys()
         entries = []
@@ -99,23 +100,10 @@ class Classroom:
         return AdminAccess(key.private_path, self.state.host_keys(), key.public_line)
 
     def swarm_access(self, machines: list[Machine]) -> list[SwarmAccess]:
-        return [SwarmAccess(m.name, m.role, m.public_host, m.public_port) for m in machines if m.role != "student"]
+        return [SwarmAccess(m.name, m.role, m.public_host, m.public_port) for m in machines if m.role != Role.STUDENT]
 
 
 # --- up --------------------------------------------------------------------------------------------
-@dataclass
-class HostReport:
-    """How provisioning went on one host."""
-
-    name: str
-    role: str
-    address: str
-    port: int
-    ok: bool
-    error: str | None = None
-    changes: list[str] = field(default_factory=list)
-
-
 @dataclass
 class UpResult:
     classroom: str
@@ -155,7 +143,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         hosts = plan_hosts(config.model_copy(update={
             "students": students, "swarm": config.swarm.model_copy(update={"nodes": swarm_nodes})}))
         backend = room.backend
-        backend.preflight(hosts)
+        found = backend.preflight(hosts)
         check_course(room)
         existing = [m for m in backend.machines() if m.state not in NEVER_STARTED]
         before = {m.name for m in existing if m.running}
@@ -164,9 +152,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student])
         if lost:
             refuse_lost_secrets(room, lost, new_secrets)
-        estimate = getattr(backend, "estimate", None)  # only paid backends have one
+        estimate = backend.estimate(len(hosts))  # None: nothing to pay
         new_hosts = [h for h in hosts if h.name not in before]
-        if confirm is not None and estimate is not None and new_hosts and not confirm(estimate(len(hosts)).line()):
+        if confirm is not None and estimate is not None and new_hosts and not confirm(estimate.line()):
             raise BadInput("nothing was created")
         course = prepare_course(room)  # a missing image fails here, before any state is written
         key = state.admin_key(create=True)
@@ -179,14 +167,15 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
                           cache=sorted(set(meta.get("cache") or []) | set(course.cache_files())))
         hosts = room.planned_hosts()
         passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing)
-        machines = backend.ensure(hosts, key.public_line, room.progress)
+        ensured = backend.ensure(hosts, key.public_line, room.progress, found)
+        machines = ensured.machines
         made_before = {m.name for m in existing}  # new hosts got the new secrets when they were made
         renewed = restore_access(room, [m for m in machines if m.name in made_before], lost, key.public_line)
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
         reports = provision_hosts(room, machines, passwords, access, course)
         present = {m.name for m in machines}
         reports += [HostReport(h.name, h.role, "-", 0, ok=False,
-                               error=backend.failures.get(h.name, "the machine was not created"))
+                               error=ensured.failures.get(h.name, "the machine was not created"))
                     for h in hosts if h.name not in present]
         swarm = converge_swarm(machines, access, config.swarm.managers, room.progress)
         swarm.apply_to(reports)
@@ -199,7 +188,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
 
 
 # A container made by an `up` that was interrupted before it started: it is made again.
-NEVER_STARTED = ("created", "missing")
+NEVER_STARTED = (MachineState.CREATED, MachineState.MISSING)
 
 
 def refuse_lost_secrets(room: Classroom, lost: LostSecrets, new_secrets: bool) -> None:
@@ -357,7 +346,7 @@ def status(room: Classroom) -> StatusResult:
     present = [by_name[h.name] for h in planned if h.name in by_name]
     swarm = None
     with worker_pool(1) as pool:  # the Swarm view (admin) while the students' checks run
-        nodes = [m for m in present if m.role != "student" and m.running]
+        nodes = [m for m in present if m.role != Role.STUDENT and m.running]
         future = pool.submit(swarm_status, nodes, room.admin_access()) if nodes else None
         checked = check_hosts(room, present, passwords)
         swarm = future.result() if future else None

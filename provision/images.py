@@ -57,7 +57,7 @@ def prepare_images(config: ClassroomConfig, progress: Progress = NULL_PROGRESS,
         return []
     import docker.errors
 
-    from .backends.local import connect_engine
+    from .engine import connect_engine
 
     client = client or connect_engine()
     progress.start("images", f"Preparing {len(config.images)} course image(s)", total=len(config.images))

@@ -16,7 +16,8 @@ import paramiko
 from fabric import Connection
 
 from .accounts import ensure_accounts
-from .backends.base import Backend, Machine
+from .backends.base import Backend
+from .model import HostReport, Machine, MachineState, Role, Strategy
 from .errors import BadInput, last_line
 from .exercises import ExercisePack, sync_exercises
 from .images import CourseImage
@@ -24,7 +25,7 @@ from .preload import pull_images, push_images
 from .ssh import AdminAccess, RemoteError, admin_connection, check, in_parallel, open_with_retry
 
 if TYPE_CHECKING:
-    from .commands import Classroom, HostReport
+    from .commands import Classroom
 
 START_DOCKER = "/usr/local/sbin/classroom-start-docker"
 
@@ -35,7 +36,7 @@ class Course:
 
     images: list[CourseImage] = field(default_factory=list)
     exercises: ExercisePack | None = None
-    strategy: str = "push"
+    strategy: Strategy = Strategy.PUSH
 
     def cache_files(self) -> list[str]:
         """The files of the trainer's cache this course uses: `down --clear-cache` removes them."""
@@ -54,7 +55,7 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
 
     config = room.config
     strategy = room.preload_strategy
-    if strategy == "push":
+    if strategy == Strategy.PUSH:
         images = prepare_images(config, room.progress, rebuild=rebuild)
     else:  # each host pulls: the trainer's engine is never asked
         images = [CourseImage(reference(image.name), "-", None) for image in config.images]
@@ -71,7 +72,7 @@ def check_course(room: Classroom) -> None:
 
     if room.config.exercises_dir is not None:
         refuse_private_files(private_files(room.config.exercises_dir))
-    if room.preload_strategy != "pull":
+    if room.preload_strategy != Strategy.PULL:
         return
     for index, image in enumerate(room.config.images):
         if image.build is not None:
@@ -83,7 +84,7 @@ def check_course(room: Classroom) -> None:
 
 def accounts_for(machine: Machine, hashes: dict[str, str]) -> dict[str, str]:
     """A student host has its student; a Swarm node has every student."""
-    if machine.role == "student":
+    if machine.role == Role.STUDENT:
         return {machine.student: hashes[machine.student]} if machine.student in hashes else {}
     return dict(hashes)
 
@@ -130,12 +131,12 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
         accounts = accounts_for(machine, hashes)
         changes += ensure_accounts(connection, accounts)
         if course.images:
-            if course.strategy == "push":
+            if course.strategy == Strategy.PUSH:
                 loaded = push_images(connection, backend, machine, course.images)
             else:
                 loaded = pull_images(connection, course.images)
             changes += [f"image {name}" for name in loaded]
-        if course.exercises is not None and machine.role == "student" and machine.student in accounts:
+        if course.exercises is not None and machine.role == Role.STUDENT and machine.student in accounts:
             lines = sync_exercises(connection, backend, machine, machine.student, course.exercises,
                                    fresh=fresh_exercises)
             changes += summarize_exercise_changes(lines)
@@ -172,7 +173,7 @@ def machine_gone(backend: Backend | None, machine: Machine) -> Callable[[], str 
             state = backend.current_state(machine)
         except Exception:
             return None
-        return None if state == "running" else f"{machine.name}'s machine stopped ({state})"
+        return None if state == MachineState.RUNNING else f"{machine.name}'s machine stopped ({state})"
 
     return gone
 
@@ -195,7 +196,6 @@ def summarize_exercise_changes(lines: list[str]) -> list[str]:
 def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
                     access: AdminAccess, course: Course | None = None) -> list[HostReport]:
     from .checks import check_hosts
-    from .commands import HostReport
 
     progress = room.progress
     running = [m for m in machines if m.running]

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from .config import ClassroomConfig
 from .errors import BadInput
-
-Role = Literal["student", "swarm-manager", "swarm-worker"]
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """A machine the classroom should have, whatever the backend."""
-
-    name: str  # student-01, swarm-1
-    role: Role
-    student: str | None  # the student who owns it; None for Swarm nodes
-    index: int  # 1-based position among its kind: decides the SSH port on the local backend
-
-    @property
-    def is_swarm(self) -> bool:
-        return self.role != "student"
-
+from .model import HostSpec, Role
 
 def student_name(index: int) -> str:
     return f"student-{index:02d}"
@@ -36,9 +19,9 @@ def student_names(count: int) -> list[str]:
 
 def plan_hosts(config: ClassroomConfig) -> list[HostSpec]:
     """Every host of the classroom: one per student, then swarm-1 … swarm-M."""
-    hosts = [HostSpec(student_name(i), "student", student_name(i), i) for i in range(1, config.students + 1)]
+    hosts = [HostSpec(student_name(i), Role.STUDENT, student_name(i), i) for i in range(1, config.students + 1)]
     for k in range(1, config.swarm.nodes + 1):
-        role: Role = "swarm-manager" if k <= config.swarm.managers else "swarm-worker"
+        role = Role.SWARM_MANAGER if k <= config.swarm.managers else Role.SWARM_WORKER
         hosts.append(HostSpec(f"swarm-{k}", role, None, k))
     return hosts
 

@@ -20,7 +20,7 @@ from typing import TypeVar
 import paramiko
 from fabric import Config, Connection
 
-from .backends.base import Machine
+from .model import Machine
 from .errors import ClassroomError, last_line
 from .untrusted import clean
 from .workers import worker_pool

@@ -29,7 +29,7 @@ from pulumi.automation.errors import create_command_error
 from pulumi.runtime.proto import events_pb2, events_pb2_grpc
 from semver import VersionInfo
 
-from provision.backends.aws import NO_PULUMI, AwsBackend, EngineEvents, find_leftovers
+from provision.backends.aws.backend import NO_PULUMI, AwsBackend, EngineEvents, find_leftovers
 from provision.backends.base import Leftover
 from provision.config import ClassroomConfig, PreloadConfig
 from provision.errors import BadInput, ClassroomError
@@ -346,7 +346,7 @@ def test_the_generic_preload_mirror_wins_over_the_aws_one(aws_env, tmp_path):
 def test_ensure_hands_the_engine_the_classroom_as_config(aws_env, tmp_path):
     backend, engine = make_backend(tmp_path, make_config(students=3, swarm=2, registry_mirror="http://m:5000"))
     progress = RecordingProgress()
-    machines = backend.ensure(plan_hosts(backend.config), KEY + "\n", progress)
+    machines = backend.ensure(plan_hosts(backend.config), KEY + "\n", progress).machines
 
     assert engine.commands("stack", "select")[0][:3] == ["stack", "select", "--stack"]
     assert engine.commands("stack", "init") == [["stack", "init", "demo", "--secrets-provider", "passphrase"]]
@@ -466,9 +466,9 @@ def test_engine_events_count_each_host_once():
 
 def test_rerun_keeps_expiry_ami_and_hosts_and_adds_new_ones(aws_env, tmp_path):
     backend, engine = make_backend(tmp_path, make_config(students=3))
-    backend.preflight_result = type("Found", (), {"ami": "ami-0pinned", "availability_zone": "eu-west-3b",
-                                                  "warnings": ("quota not checked",)})()
-    backend.ensure(plan_hosts(backend.config), KEY)
+    found = type("Found", (), {"ami": "ami-0pinned", "availability_zone": "eu-west-3b",
+                               "warnings": ("quota not checked",)})()
+    backend.ensure(plan_hosts(backend.config), KEY, found=found)
     first = config_of(engine)
     assert first["classroom:ami"] == "ami-0pinned" and first["classroom:availabilityZone"] == "eu-west-3b"
 
@@ -476,7 +476,7 @@ def test_rerun_keeps_expiry_ami_and_hosts_and_adds_new_ones(aws_env, tmp_path):
     later, engine2 = make_backend(tmp_path, make_config(students=2), engine=engine,
                                   now=lambda: NOW + timedelta(hours=2))
     progress = RecordingProgress()
-    machines = later.ensure(plan_hosts(later.config), KEY, progress)
+    machines = later.ensure(plan_hosts(later.config), KEY, progress).machines
     second = config_of(engine2)
     assert second["classroom:hosts"] == first["classroom:hosts"]
     assert second["classroom:expiresAt"] == first["classroom:expiresAt"]  # same expiry for all
@@ -734,9 +734,11 @@ def test_end_to_end_with_the_real_engine(tmp_path, monkeypatch):
             if real:
                 raise
             pytest.skip(f"preflight against moto: {exc}")
-        machines = backend.ensure(hosts, key)
+        ensured = backend.ensure(hosts, key)
+        machines = ensured.machines
+        assert ensured.failures == {}
         assert [m.name for m in machines] == ["student-01", "student-02"]
-        assert all(m.ssh_host for m in machines) and backend.failures == {}
+        assert all(m.ssh_host for m in machines)
         assert {m.name for m in backend.machines()} == {"student-01", "student-02"}
         before = {m.name: m.machine_id for m in machines}
 
@@ -744,7 +746,7 @@ def test_end_to_end_with_the_real_engine(tmp_path, monkeypatch):
         ec2 = backend._ec2()
         ec2.terminate_instances(InstanceIds=[before["student-01"]])
         ec2.get_waiter("instance_terminated").wait(InstanceIds=[before["student-01"]])
-        again = {m.name: m.machine_id for m in backend.ensure(hosts, key)}
+        again = {m.name: m.machine_id for m in backend.ensure(hosts, key).machines}
         assert again["student-01"] != before["student-01"] and again["student-02"] == before["student-02"]
 
         # a replace: a new instance, read from EC2 (the outputs are stale after a targeted update)
@@ -782,16 +784,17 @@ def test_one_host_aws_refuses_does_not_stop_the_others(aws_env, tmp_path):
     backend, engine = make_backend(tmp_path, make_config(students=3))
     engine.fail_hosts = {"student-02": "creating EC2 Instance: InsufficientInstanceCapacity: no t3.small in eu-west-3a"}
     progress = RecordingProgress()
-    machines = backend.ensure(plan_hosts(backend.config), KEY, progress)
-    assert [m.name for m in machines] == ["student-01", "student-03"]
-    assert backend.failures == {"student-02": "AWS: creating EC2 Instance: InsufficientInstanceCapacity: "
+    ensured = backend.ensure(plan_hosts(backend.config), KEY, progress)
+    assert [m.name for m in ensured.machines] == ["student-01", "student-03"]
+    assert ensured.failures == {"student-02": "AWS: creating EC2 Instance: InsufficientInstanceCapacity: "
                                               "no t3.small in eu-west-3a"}
     assert any("could not be created (student-02)" in note for note in progress.notes)
 
     engine.fail_hosts = {}
     again, _ = make_backend(tmp_path, make_config(students=3), engine=engine)
-    assert [m.name for m in again.ensure(plan_hosts(again.config), KEY)] == ["student-01", "student-02", "student-03"]
-    assert again.failures == {}
+    retried = again.ensure(plan_hosts(again.config), KEY)
+    assert [m.name for m in retried.machines] == ["student-01", "student-02", "student-03"]
+    assert retried.failures == {}
 
 
 def test_without_continue_on_error_one_failure_would_leave_no_host(aws_env, tmp_path, monkeypatch):
@@ -829,7 +832,7 @@ def test_the_new_hosts_address_comes_from_ec2_even_when_ec2_is_late(aws_env, tmp
     sleeps: list[float] = []
     backend, engine = make_backend(tmp_path, make_config(students=2), sleep=sleeps.append)
     hosts = plan_hosts(backend.config)
-    old = {m.name: m for m in backend.ensure(hosts, KEY)}
+    old = {m.name: m for m in backend.ensure(hosts, KEY).machines}
     stale = engine.stacks["demo"]["outputs"]["hosts"]
     hidden = hide_new_instances(backend._ec2(), {m.machine_id for m in old.values()}, times=2)
     machine = backend.replace(hosts[1], KEY)
@@ -845,8 +848,8 @@ def test_a_replaced_host_gets_the_current_ami_and_its_user_data(aws_env, tmp_pat
     ssm = boto3.client("ssm", region_name=REGION)
     ssm.put_parameter(Name="/classroom-test/debian", Value="ami-0first", Type="String")
     backend, engine = make_backend(tmp_path, ami_parameter="/classroom-test/debian")
-    backend.preflight_result = type("Found", (), {"ami": "ami-0first", "availability_zone": None, "warnings": ()})()
-    backend.ensure(plan_hosts(backend.config), KEY)
+    found = type("Found", (), {"ami": "ami-0first", "availability_zone": None, "warnings": ()})()
+    backend.ensure(plan_hosts(backend.config), KEY, found=found)
     ssm.put_parameter(Name="/classroom-test/debian", Value="ami-0newer", Type="String", Overwrite=True)
     again, _ = make_backend(tmp_path, engine=engine, ami_parameter="/classroom-test/debian")
     again.replace(plan_hosts(again.config)[0], KEY)
@@ -860,7 +863,7 @@ def test_a_replaced_host_gets_the_current_ami_and_its_user_data(aws_env, tmp_pat
 def test_extend_retags_every_running_host_in_place(aws_env, tmp_path):
     """Item 2: the expiry moves on running hosts (the tag their timer reads), no replacement."""
     backend, engine = make_backend(tmp_path)
-    before = {m.name: m.machine_id for m in backend.ensure(plan_hosts(backend.config), KEY)}
+    before = {m.name: m.machine_id for m in backend.ensure(plan_hosts(backend.config), KEY).machines}
     told = backend.set_expiry(datetime(2030, 3, 1, 19, 0, tzinfo=timezone.utc))
     assert told == ["student-01", "student-02"]
     for instance in _live("demo", {"aws:region": REGION}):
@@ -891,7 +894,7 @@ def test_hosts_wait_for_a_real_boot_with_settings_and_progress(aws_env, tmp_path
     backend, _ = make_backend(tmp_path, config, boot=None)  # the real wait
     backend.state.admin_key(create=True)  # (as `up` makes it)
     progress = RecordingProgress()
-    machines = backend.ensure(plan_hosts(config), KEY, progress)
+    machines = backend.ensure(plan_hosts(config), KEY, progress).machines
     assert deadlines == [720.0, 720.0]
     assert [m.name for m in machines] == ["student-01", "student-02"]  # kept: provisioning names them
     assert "student-01: no SSH after 12m (SSH does not answer)" in progress.notes
@@ -902,7 +905,7 @@ def test_registry_credentials_come_from_the_environment_and_reach_hosts_only_ove
         aws_env, tmp_path, monkeypatch):
     """Item 12: never in user-data, the engine's argv, env or config, nor in the state folder."""
     from provision import ssh
-    from provision.backends.aws import REGISTRY_AUTH_COMMAND, install_registry_auth
+    from provision.backends.aws.backend import REGISTRY_AUTH_COMMAND, install_registry_auth
 
     secret = "trainer:dckr_pat_s3cr3t-t0ken"
     monkeypatch.setenv("CLASSROOM_REGISTRY_AUTH", secret)
@@ -1018,7 +1021,7 @@ def test_host_keys_reach_the_program_in_process_and_survive_a_replacement(aws_en
 def test_a_later_up_moves_the_expiry_of_running_hosts(aws_env, tmp_path):
     """Item 2: the expiry a later `up` sets reaches the running hosts (tags change in place)."""
     backend, engine = make_backend(tmp_path)
-    first = {m.name: m.machine_id for m in backend.ensure(plan_hosts(backend.config), KEY)}
+    first = {m.name: m.machine_id for m in backend.ensure(plan_hosts(backend.config), KEY).machines}
     revived, _ = make_backend(tmp_path, engine=engine, now=lambda: NOW + timedelta(hours=9))
     revived.ensure(plan_hosts(revived.config), KEY)
     for instance in _live("demo", {"aws:region": REGION}):

@@ -35,9 +35,11 @@ from botocore.stub import Stubber
 from conftest import fake_aws_credentials
 from test_aws_backend import FakePulumi, make_lost_classroom  # the stand-ins (shared, not copied)
 
-from provision import backends, checks, cost, provisioning, ssh
+from provision import backends, checks, provisioning, ssh
+from provision import engine as trainer_engine
+from provision.backends.aws import cost
 from provision.swarm import session as swarm_session
-from provision.backends.aws import NO_PULUMI, AwsBackend
+from provision.backends.aws.backend import NO_PULUMI, AwsBackend
 from stacks import DEFAULT_DISK_GB
 
 REGION = "eu-west-3"
@@ -146,10 +148,12 @@ def no_docker_engine(monkeypatch):
     """The aws path never needs the trainer's Docker engine: make any use of it fail loudly."""
     monkeypatch.setitem(sys.modules, "docker", None)  # `import docker` raises ImportError
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    def refuse():
+        raise AssertionError("the aws path connected to the local Docker engine")
+
+    monkeypatch.setattr(trainer_engine, "connect_engine", refuse)
     local = sys.modules.get("provision.backends.local")
-    if local is not None:  # imported by another test of the session: its `docker` is bound already
-        def refuse():
-            raise AssertionError("the aws path connected to the local Docker engine")
+    if local is not None:  # imported by another test of the session: its `connect_engine` is bound already
         monkeypatch.setattr(local, "connect_engine", refuse)
 
 

@@ -9,7 +9,7 @@ moto = pytest.importorskip("moto")
 from botocore.stub import Stubber
 from conftest import fake_aws_credentials
 
-from provision import aws_preflight
+from provision.backends.aws import preflight as aws_preflight
 from provision.errors import BadInput, ExitCode
 
 REGION = "eu-west-3"

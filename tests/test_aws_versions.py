@@ -71,7 +71,7 @@ def test_pulumi_aws_has_what_the_program_declares():
 
 def test_an_older_pulumi_cli_is_refused_in_one_line(tmp_path, monkeypatch):
     """The backend asks the CLI for at least MIN_PULUMI (a fake `pulumi` answering 3.100.0)."""
-    from provision.backends.aws import AwsBackend
+    from provision.backends.aws.backend import AwsBackend
     from provision.config import ClassroomConfig
     from provision.errors import BadInput
     from provision.state import ClassroomState

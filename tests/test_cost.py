@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from provision import cost
+from provision.backends.aws import cost
 
 
 def test_estimate_adds_instances_storage_and_public_addresses():

@@ -196,7 +196,7 @@ def test_null_lifts_a_limit():
 
 
 def test_only_a_vm_per_student_or_an_isolating_runtime_counts_as_isolation():
-    from provision.backends.aws import AwsBackend
+    from provision.backends.aws.backend import AwsBackend
     from provision.backends.local import LocalBackend
     from provision.config import ClassroomConfig
     from provision.state import ClassroomState

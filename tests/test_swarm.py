@@ -397,7 +397,7 @@ def test_manager_count_is_odd_and_fits_the_nodes():
 
 
 def test_swarm_machines_are_the_nodes_in_order():
-    from provision.backends.base import Machine
+    from provision.model import Machine
     from provision.swarm import swarm_machines
 
     def machine(name, role):
@@ -409,7 +409,7 @@ def test_swarm_machines_are_the_nodes_in_order():
 
 
 def test_report_merges_into_host_reports():
-    from provision.commands import HostReport
+    from provision.model import HostReport
     from provision.swarm import SwarmNodeReport, SwarmReport
 
     report = SwarmReport("c1", "swarm-1", [

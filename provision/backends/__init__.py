@@ -27,7 +27,7 @@ def get_backend(name: str, config: ClassroomConfig, state: ClassroomState) -> Ba
         return LocalBackend(config, state, **BACKEND_OPTIONS.get("local", {}))
     if name == "aws":
         try:
-            from .aws import AwsBackend
+            from .aws.backend import AwsBackend
         except ImportError as exc:  # pulumi / boto3 are an optional extra
             raise BadInput(
                 f"the aws backend needs extra packages ({exc.name}): pip install 'classroom[aws]'"

@@ -3,42 +3,33 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
+from ..model import HostSpec, Leftover, Machine, MachineState
 from ..progress import NULL_PROGRESS, Progress
-from ..roster import HostSpec, Role
 from ..state import HostKey
 
 
 @dataclass(frozen=True)
-class Machine:
-    """A machine as the backend sees it, and how to reach it over SSH."""
+class EnsureResult:
+    """What `ensure` made of the hosts asked for: the machines it has, and the hosts it could
+    not create or start, with the reason (the others go on)."""
 
-    name: str  # student-01, swarm-1
-    role: Role
-    student: str | None
-    state: str  # running | stopped | missing | failed | ...
-    ssh_host: str  # where the tool connects
-    ssh_port: int
-    public_host: str  # what the sheets print (may differ from ssh_host)
-    public_port: int
-    private_address: str | None = None  # on the classroom's network: Swarm advertises this
-    machine_id: str | None = None  # container ID, instance ID
-    admin_user: str = "root"
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
+    machines: list[Machine]
+    failures: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Leftover:
-    """Something of the classroom that still exists after `down`."""
+class Estimate(Protocol):
+    """What a paid backend says a classroom will cost (backends/aws/cost.py)."""
 
-    kind: str  # container, volume, network, instance, ...
-    name: str
+    def line(self) -> str: ...
+
+
+class Findings(Protocol):
+    """What a backend's preflight found and its `ensure` uses (aws: the AMI, the zone, warnings)."""
 
 
 class Backend(ABC):
@@ -50,17 +41,22 @@ class Backend(ABC):
     # Whether one student's host keeps them away from the others and from the machine that runs
     # it (a VM each: yes). `up` says so when it does not.
     isolates_students: bool = False
-    # Hosts the last `ensure` could not create or start, with the reason: the others go on.
-    failures: dict[str, str] = {}
 
     @abstractmethod
-    def preflight(self, hosts: list[HostSpec]) -> None:
-        """Refuse (BadInput) what would fail, before anything is created."""
+    def preflight(self, hosts: list[HostSpec]) -> Findings | None:
+        """Refuse (BadInput) what would fail, before anything is created. What it found is
+        handed to `ensure` by the caller (None: nothing worth keeping)."""
 
     @abstractmethod
     def ensure(self, hosts: list[HostSpec], admin_public_key: str,
-               progress: Progress = NULL_PROGRESS) -> list[Machine]:
-        """Create the missing hosts, start stopped ones; never touch a running one."""
+               progress: Progress = NULL_PROGRESS, found: Findings | None = None) -> EnsureResult:
+        """Create the missing hosts, start stopped ones; never touch a running one. `found`: what
+        this backend's `preflight` returned, if it ran."""
+
+    def estimate(self, hosts: int) -> Estimate | None:
+        """What `hosts` machines cost for the classroom's time to live; None: nothing to pay
+        (asked before creating paid hosts)."""
+        return None
 
     @abstractmethod
     def machines(self) -> list[Machine]:
@@ -84,11 +80,11 @@ class Backend(ABC):
         hosts enforce none (local: the trainer removes them with `down`) tells nobody."""
         return []
 
-    def current_state(self, machine: Machine) -> str:
+    def current_state(self, machine: Machine) -> MachineState:
         """The machine's state now (running, exited, missing, ...): asked while waiting for it to
         answer, so a machine that stopped meanwhile is reported at once."""
         found = next((m for m in self.machines() if m.name == machine.name), None)
-        return found.state if found is not None else "missing"
+        return found.state if found is not None else MachineState.MISSING
 
     def repair_access(self, machine: Machine, admin_public_key: str) -> bool:
         """Put the admin key back in root's authorized_keys without SSH, if this backend can

@@ -23,12 +23,13 @@ import docker
 import docker.errors
 
 from ..config import ClassroomConfig, LocalConfig, docker_daemon_config
+from ..engine import connect_engine
 from ..errors import BadInput, ClassroomError
 from ..progress import NULL_PROGRESS, Progress
-from ..roster import HostSpec
+from ..model import HostSpec, MachineState, Role
 from ..state import ClassroomState, HostKey
 from ..workers import worker_pool
-from .base import Backend, Leftover, Machine
+from .base import Backend, EnsureResult, Leftover, Machine
 
 LABEL = "classroom.name"
 MANAGED = {"classroom.managed-by": "classroom"}
@@ -119,21 +120,6 @@ def host_image_tag() -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{HOST_IMAGE_REPO}:{digest.hexdigest()[:12]}"
-
-
-def connect_engine() -> docker.DockerClient:
-    """The local engine (or DOCKER_HOST), or a one-line BadInput saying how to get one."""
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-        return client
-    except Exception as exc:  # the SDK raises several unrelated types for "no engine"
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise BadInput(
-            f"cannot reach the Docker engine at {where} ({reason}): start it "
-            "(sudo systemctl start docker, or scripts/setup-engine.sh) or set DOCKER_HOST"
-        ) from None
 
 
 def _tar_of(files_: dict[str, tuple[bytes, int]]) -> bytes:
@@ -246,7 +232,7 @@ class LocalBackend(Backend):
                 )
 
     def ensure(self, hosts: list[HostSpec], admin_public_key: str,
-               progress: Progress = NULL_PROGRESS) -> list[Machine]:
+               progress: Progress = NULL_PROGRESS, found: None = None) -> EnsureResult:
         image = self.ensure_host_image(progress)
         network = self._ensure_network()
         existing = {c.labels.get("classroom.host"): c for c in self._containers()}
@@ -270,9 +256,9 @@ class LocalBackend(Backend):
             errors = [f.exception() for f in [pool.submit(bring_up, s) for s in todo]]
         progress.finish("hosts")
         # One host that cannot start never stops the others: it is reported, and `up` exits 3.
-        self.failures = {spec.name: _short(error) for spec, error in zip(todo, errors, strict=True) if error is not None}
+        failures = {spec.name: _short(error) for spec, error in zip(todo, errors, strict=True) if error is not None}
         wanted = {spec.name for spec in hosts}
-        return [m for m in self.machines() if m.name in wanted]
+        return EnsureResult([m for m in self.machines() if m.name in wanted], failures)
 
     def machines(self) -> list[Machine]:
         network = self.network_name
@@ -286,9 +272,9 @@ class LocalBackend(Backend):
             address = (networks.get(network) or {}).get("IPAddress") or None
             result.append(Machine(
                 name=labels.get("classroom.host", container.name),
-                role=labels.get("classroom.role", "student"),  # type: ignore[arg-type]
+                role=Role(labels.get("classroom.role", Role.STUDENT)),
                 student=labels.get("classroom.student") or None,
-                state="running" if container.status == "running" else container.status,
+                state=MachineState(container.status),
                 ssh_host=self.ssh_host, ssh_port=port,
                 public_host=self.config.local.public_host, public_port=port,
                 private_address=address, machine_id=container.id,

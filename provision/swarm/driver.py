@@ -23,7 +23,7 @@ from contextlib import suppress
 from dataclasses import replace
 from itertools import groupby
 
-from ..backends.base import Machine
+from ..model import Machine
 from ..errors import last_line
 from ..progress import NULL_PROGRESS, Progress
 from ..ssh import AdminAccess, in_parallel

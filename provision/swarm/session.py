@@ -22,7 +22,7 @@ from typing import TypeVar
 import paramiko
 from fabric import Connection
 
-from ..backends.base import Machine
+from ..model import Machine
 from ..errors import ClassroomError, last_line
 from ..ssh import (CONNECT_RETRY_SECONDS, AdminAccess, RemoteError, Result, admin_connection, in_parallel,
                    open_with_retry, run)

@@ -45,16 +45,18 @@ from stacks import (
     spec_to_config,
 )
 
-from .. import aws_preflight, cost
-from ..errors import BadInput, ClassroomError, last_line
-from ..progress import NULL_PROGRESS, Progress
-from ..state import new_secret, write_private
-from .base import Backend, Leftover, Machine
+from . import cost
+from . import preflight as aws_preflight
+from ...errors import BadInput, ClassroomError, last_line
+from ...progress import NULL_PROGRESS, Progress
+from ...state import new_secret, write_private
+from ...model import MachineState, Role
+from ..base import Backend, EnsureResult, Leftover, Machine
 
 if TYPE_CHECKING:
-    from ..config import ClassroomConfig
-    from ..roster import HostSpec
-    from ..state import ClassroomState
+    from ...config import ClassroomConfig
+    from ...model import HostSpec
+    from ...state import ClassroomState
 
 if importlib.util.find_spec("pulumi_aws") is None:  # the program needs it; say so at import time
     raise ImportError("No module named 'pulumi_aws'", name="pulumi_aws")
@@ -255,9 +257,7 @@ class AwsBackend(Backend):
         self._engine_lock = threading.Lock()
         self._sleep = sleep
         self._boot = boot or self._default_boot
-        self.failures: dict[str, str] = {}
         self._destroyed = False  # then `leftovers` waits for EC2 to catch up
-        self.preflight_result: aws_preflight.PreflightResult | None = None
 
     # --- places and settings -----------------------------------------------------------------
     @property
@@ -358,33 +358,33 @@ class AwsBackend(Backend):
         return ClassroomError(f"pulumi {action} failed: {detail}")
 
     # --- the Backend interface -------------------------------------------------------------------
-    def preflight(self, hosts: list[HostSpec]) -> None:
+    def preflight(self, hosts: list[HostSpec]) -> aws_preflight.PreflightResult:
         self._require_pulumi()
         self._check_region()
         self.registry_credentials()  # malformed credentials: refused before anything is made
-        self.preflight_result = aws_preflight.run(
+        return aws_preflight.run(
             region=self.config.aws.region, instance_type=self.config.aws.instance_type, hosts=len(hosts),
             allowed_cidr=self.config.aws.allowed_cidr, classroom=self.config.name,
             clients=self._factory(self.config.aws.region), ami_parameter=self._ami_parameter)
 
-    def estimate(self, hosts: int, hours: float | None = None) -> cost.Estimate:
+    def estimate(self, hosts: int, hours: float | None = None) -> cost.Estimate:  # type: ignore[override]
         if hours is None:
             hours = self.config.ttl_delta.total_seconds() / 3600
         return cost.estimate(self.config.aws.instance_type, self.config.aws.region, hosts,
                              DEFAULT_DISK_GB, hours)
 
     def ensure(self, hosts: list[HostSpec], admin_public_key: str,
-               progress: Progress = NULL_PROGRESS) -> list[Machine]:
+               progress: Progress = NULL_PROGRESS,
+               found: aws_preflight.PreflightResult | None = None) -> EnsureResult:  # type: ignore[override]
         self._require_pulumi()
         self._check_region()
-        self.failures = {}
-        spec = self.spec(hosts, admin_public_key, progress)
+        spec = self.spec(hosts, admin_public_key, progress, found=found)
         now = self._now()
         hours = max((spec.expires_at - now).total_seconds() / 3600, 0.0)
         estimate = cost.estimate(spec.instance_type, self.config.aws.region, len(spec.hosts), spec.disk_gb, hours)
         progress.note(estimate.line())
-        if self.preflight_result is not None:
-            for warning in self.preflight_result.warnings:
+        if found is not None:
+            for warning in found.warnings:
                 progress.note(warning)
         if exposed(self.config.aws.allowed_cidr):
             progress.note(EXPOSED_WARNING)
@@ -422,16 +422,18 @@ class AwsBackend(Backend):
         if failed is not None and not machines:
             raise self._failure("up", failed, events)
         listed = {m.name for m in machines}
+        failures = {}
         for name in names:
             if name not in listed:
                 reason = broken.get(name) or (events.first_error() if failed is not None else None)
-                self.failures[name] = (f"AWS: {reason or 'not created'}" if failed is not None
-                                       else "AWS: created, but EC2 does not list it yet")
-        if self.failures:
-            progress.note(f"AWS: {len(self.failures)} host(s) could not be created "
-                          f"({', '.join(self.failures)}): the others go on; `classroom up` tries them again")
+                failures[name] = (f"AWS: {reason or 'not created'}" if failed is not None
+                                  else "AWS: created, but EC2 does not list it yet")
+        if failures:
+            progress.note(f"AWS: {len(failures)} host(s) could not be created "
+                          f"({', '.join(failures)}): the others go on; `classroom up` tries them again")
         order = {name: i for i, name in enumerate(names)}
-        return sorted(self.wait_until_booted(machines, progress), key=lambda m: order.get(m.name, len(order)))
+        booted = sorted(self.wait_until_booted(machines, progress), key=lambda m: order.get(m.name, len(order)))
+        return EnsureResult(booted, failures)
 
     def _set_config(self, stack: auto.Stack, spec: ClassroomSpec) -> None:
         values = {**spec_to_config(spec), **self._extra_config}
@@ -447,10 +449,12 @@ class AwsBackend(Backend):
         return keys
 
     def spec(self, hosts: list[HostSpec], admin_public_key: str,
-             progress: Progress = NULL_PROGRESS, replacing: tuple[str, ...] = ()) -> ClassroomSpec:
+             progress: Progress = NULL_PROGRESS, replacing: tuple[str, ...] = (),
+             found: aws_preflight.PreflightResult | None = None) -> ClassroomSpec:
         """What `ensure` asks Pulumi for: the hosts asked for plus those the classroom already has
         (a smaller --students never deletes a student's machine), a stable expiry, the current AMI
-        (running hosts keep theirs: only new and replaced hosts take it)."""
+        (running hosts keep theirs: only new and replaced hosts take it); `found`: what the
+        preflight found (the current AMI, a zone that offers the instance type)."""
         meta = self._meta()
         wanted = [HostEntry(h.name, h.role, h.student) for h in hosts]
         names = {h.name for h in wanted}
@@ -463,7 +467,6 @@ class AwsBackend(Backend):
         expires_at = parse_expiry(meta["expires_at"]) if meta.get("expires_at") else None
         if expires_at is None or expires_at <= now + EXPIRY_MARGIN:
             expires_at = (now + self.config.ttl_delta).replace(second=0, microsecond=0)
-        found = self.preflight_result
         aws = self.config.aws
         return ClassroomSpec(
             name=self.config.name, hosts=tuple(wanted + kept), admin_public_key=admin_public_key.strip(),
@@ -527,7 +530,7 @@ class AwsBackend(Backend):
         found: dict[str, Machine] = {}
         for delay in (*DESCRIBE_RETRIES, None):
             found = {m.name: m for m in self.machines(exclude=exclude)
-                     if m.name in wanted and m.state in ("running", "starting")}
+                     if m.name in wanted and m.state in (MachineState.RUNNING, MachineState.STARTING)}
             if set(found) >= wanted or delay is None:
                 break
             progress.note(f"AWS: waiting for EC2 to list {', '.join(sorted(wanted - set(found)))}")
@@ -553,7 +556,7 @@ class AwsBackend(Backend):
             progress.advance("aws-boot", detail=f"{machine.name}: {'ready' if not problem else 'not ready'}")
             return machine
 
-        from ..ssh import in_parallel
+        from ...ssh import in_parallel
 
         # Every host waits at once: the sessions are idle while cloud-init works (30 hosts boot together).
         outcomes = in_parallel(machines, boot, limit=min(len(machines), 64))
@@ -562,7 +565,7 @@ class AwsBackend(Backend):
 
     def _default_boot(self, machine: Machine, credentials: str | None) -> str | None:
         """SSH, then `cloud-init status --wait`; None when the host is ready."""
-        from .. import ssh
+        from ... import ssh
 
         if not machine.running:
             return None
@@ -686,7 +689,7 @@ class AwsBackend(Backend):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return aws_preflight._aws_call(what, self.region, fn)
+            return aws_preflight.aws_call(what, self.region, fn)
         except (ClientError, BotoCoreError) as exc:
             raise ClassroomError(f"AWS: cannot {what} in {self.region}: {exc}") from None
 
@@ -715,9 +718,9 @@ class AwsBackend(Backend):
         address = instance.get("PublicIpAddress") or instance.get("PublicDnsName") or ""
         student = tags.get("student")
         return Machine(
-            name=tags["host"], role=tags.get("role", "student"),  # type: ignore[arg-type]
+            name=tags["host"], role=Role(tags.get("role", Role.STUDENT)),
             student=None if student in (None, "", "none") else student,
-            state=MACHINE_STATES.get(instance["State"]["Name"], instance["State"]["Name"]),
+            state=MachineState(MACHINE_STATES.get(instance["State"]["Name"], instance["State"]["Name"])),
             ssh_host=address, ssh_port=SSH_PORT, public_host=address, public_port=SSH_PORT,
             private_address=instance.get("PrivateIpAddress"), machine_id=instance["InstanceId"],
             admin_user="root")
@@ -737,7 +740,7 @@ def _rank(instance: dict[str, Any]) -> tuple[int, float]:
 def install_registry_auth(connection: Any, credentials: str) -> None:
     """Root's Docker credentials on a host (for its pulls), sent over SSH stdin: never in argv,
     user-data, logs or the state folder."""
-    from .. import ssh
+    from ... import ssh
 
     token = base64.b64encode(credentials.encode()).decode()
     payload = json.dumps({"auths": {DOCKER_HUB: {"auth": token}}})

@@ -17,7 +17,7 @@ from typing import Any
 
 from stacks import DEBIAN_AMI_PARAMETER, MANAGED_BY
 
-from .errors import BadInput
+from ...errors import BadInput
 
 VCPU_QUOTA_CODE = "L-1216C47A"  # EC2: Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances
 # Each classroom makes one VPC and one internet gateway (both 5 per region by default).
@@ -100,7 +100,7 @@ def _error_code(exc: Exception) -> str:
     return response.get("Error", {}).get("Code", "")
 
 
-def _aws_call(what: str, region: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+def aws_call(what: str, region: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
     """Call boto3; credentials, network and permission problems become one-line BadInput."""
     from botocore.exceptions import (
         BotoCoreError,
@@ -142,12 +142,12 @@ def run(*, region: str, instance_type: str, hosts: int, allowed_cidr: str, class
     warnings: list[str] = []
 
     # Credentials: who are we?
-    identity = _aws_call("sts:GetCallerIdentity", region, client("sts").get_caller_identity)
+    identity = aws_call("sts:GetCallerIdentity", region, client("sts").get_caller_identity)
     account = identity.get("Account", "?")
     ec2 = client("ec2")
 
     # The region is enabled for the account.
-    regions = _aws_call("ec2:DescribeRegions", region, ec2.describe_regions, AllRegions=True)["Regions"]
+    regions = aws_call("ec2:DescribeRegions", region, ec2.describe_regions, AllRegions=True)["Regions"]
     entry = next((r for r in regions if r.get("RegionName") == region), None)
     if entry is None:
         raise BadInput(f"aws.region: {region!r} is not a region of this AWS account's partition")
@@ -157,7 +157,7 @@ def run(*, region: str, instance_type: str, hosts: int, allowed_cidr: str, class
 
     # The instance type: vCPUs, architecture, where it is offered.
     try:
-        types = _aws_call("ec2:DescribeInstanceTypes", region, ec2.describe_instance_types,
+        types = aws_call("ec2:DescribeInstanceTypes", region, ec2.describe_instance_types,
                           InstanceTypes=[instance_type])["InstanceTypes"]
     except ClientError as exc:
         if _error_code(exc).startswith("InvalidInstanceType"):
@@ -171,7 +171,7 @@ def run(*, region: str, instance_type: str, hosts: int, allowed_cidr: str, class
     vcpus = int(info.get("VCpuInfo", {}).get("DefaultVCpus", 0)) or 1
     archs = info.get("ProcessorInfo", {}).get("SupportedArchitectures", ["x86_64"])
     architecture = "amd64" if "x86_64" in archs else "arm64"
-    offerings = _aws_call("ec2:DescribeInstanceTypeOfferings", region, ec2.describe_instance_type_offerings,
+    offerings = aws_call("ec2:DescribeInstanceTypeOfferings", region, ec2.describe_instance_type_offerings,
                           LocationType="availability-zone",
                           Filters=[{"Name": "instance-type", "Values": [instance_type]}])
     zones = sorted(o["Location"] for o in offerings.get("InstanceTypeOfferings", []))
@@ -182,7 +182,7 @@ def run(*, region: str, instance_type: str, hosts: int, allowed_cidr: str, class
     # The image: the public SSM parameter names the current Debian 12 AMI.
     parameter = ami_parameter or DEBIAN_AMI_PARAMETER.format(arch=architecture)
     try:
-        ami = _aws_call("ssm:GetParameter", region, client("ssm").get_parameter,
+        ami = aws_call("ssm:GetParameter", region, client("ssm").get_parameter,
                         Name=parameter)["Parameter"]["Value"]
     except ClientError as exc:
         if _error_code(exc) in ("ParameterNotFound", "ValidationException"):
@@ -190,7 +190,7 @@ def run(*, region: str, instance_type: str, hosts: int, allowed_cidr: str, class
                            f"{parameter} not found): choose another region") from None
         raise
     try:
-        images = _aws_call("ec2:DescribeImages", region, ec2.describe_images, ImageIds=[ami])["Images"]
+        images = aws_call("ec2:DescribeImages", region, ec2.describe_images, ImageIds=[ami])["Images"]
     except ClientError as exc:
         if _error_code(exc).startswith("InvalidAMIID"):
             images = []
@@ -244,7 +244,7 @@ def check_network_quotas(quotas: Any, ec2: Any, region: str, classroom: str, war
 
     mine = [{"Name": "tag:classroom", "Values": [classroom]}, {"Name": "tag:managed-by", "Values": [MANAGED_BY]}]
     for code, label, describe, key in NETWORK_QUOTAS:
-        if _aws_call(f"ec2:{describe}", region, getattr(ec2, describe), Filters=mine)[key]:
+        if aws_call(f"ec2:{describe}", region, getattr(ec2, describe), Filters=mine)[key]:
             continue  # this classroom has its own already
         try:
             quota = float(quotas.get_service_quota(ServiceCode="vpc", QuotaCode=code)["Quota"]["Value"])
@@ -254,7 +254,7 @@ def check_network_quotas(quotas: Any, ec2: Any, region: str, classroom: str, war
                 raise BadInput(f"AWS refused the credentials ({code_text}): {CREDENTIALS_HELP}") from None
             warnings.append(f"could not read the {label} quota {code} in {region} ({code_text}): not checked")
             continue
-        in_use = len(_aws_call(f"ec2:{describe}", region, getattr(ec2, describe))[key])
+        in_use = len(aws_call(f"ec2:{describe}", region, getattr(ec2, describe))[key])
         if in_use + 1 > quota:
             raise BadInput(f"the {label} quota in {region} is {quota:g} and {in_use} exist: each classroom "
                            f"needs its own; remove unused ones or request an increase in Service Quotas "
@@ -267,7 +267,7 @@ def _vcpus_in_use(ec2: Any, region: str, classroom: str) -> int:
     total = 0
     pages = ec2.get_paginator("describe_instances").paginate(
         Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
-    for page in _aws_call("ec2:DescribeInstances", region, lambda: list(pages)):
+    for page in aws_call("ec2:DescribeInstances", region, lambda: list(pages)):
         for reservation in page.get("Reservations", []):
             for instance in reservation.get("Instances", []):
                 tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
@@ -284,7 +284,7 @@ def _vcpus_in_use(ec2: Any, region: str, classroom: str) -> int:
     kinds = sorted(unknown)
     for start in range(0, len(kinds), 100):
         batch = kinds[start:start + 100]
-        described = _aws_call("ec2:DescribeInstanceTypes", region, ec2.describe_instance_types,
+        described = aws_call("ec2:DescribeInstanceTypes", region, ec2.describe_instance_types,
                               InstanceTypes=batch)["InstanceTypes"]
         for item in described:
             total += int(item["VCpuInfo"]["DefaultVCpus"]) * unknown.get(item["InstanceType"], 0)
