@@ -480,6 +480,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = command.main(args=argv, prog_name="classroom", standalone_mode=False, obj=opts)
         code = code if isinstance(code, int) else 0
+        if code == ExitCode.INTERRUPTED:  # a KeyboardInterrupt Typer turned into a silent 130
+            _interrupted(KeyboardInterrupt(), opts.command)
     except Interrupted as exc:
         _interrupted(exc, opts.command)
     except typer.Exit as exc:

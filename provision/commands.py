@@ -15,6 +15,7 @@ from .backends import get_backend
 from .backends.base import Backend
 from .config import ClassroomConfig
 from .errors import BadInput, last_line
+from .hostwork import HostWork, SshHostWork
 from .progress import NULL_PROGRESS, Progress
 from .model import HostReport, HostSpec, Leftover, Machine, MachineState, Role, Strategy
 from .roster import RosterEntry, SwarmAccess, plan_hosts, student_names
@@ -26,16 +27,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class Classroom:
-    """One classroom: its settings, its state folder, and its backend (made on first use)."""
+    """One classroom: its settings, its state folder, its backend (made on first use unless
+    given), and what is done on its hosts (`remote`: over SSH unless given)."""
 
     config: ClassroomConfig
     state: ClassroomState
     progress: Progress = NULL_PROGRESS
     _backend: Backend | None = None
+    remote: HostWork = field(default_factory=SshHostWork)
 
     @classmethod
-    def open(cls, config: ClassroomConfig, progress: Progress = NULL_PROGRESS) -> Classroom:
-        return cls(config, ClassroomState(config.name), progress)
+    def open(cls, config: ClassroomConfig, progress: Progress = NULL_PROGRESS, *,
+             backend: Backend | None = None, remote: HostWork | None = None,
+             state: ClassroomState | None = None) -> Classroom:
+        return cls(config, state or ClassroomState(config.name), progress, backend, remote or SshHostWork())
 
     @property
     def name(self) -> str:
@@ -131,7 +136,6 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
     exercises packed): a refused `up` leaves the classroom as it was.
     """
     from .provisioning import check_course, prepare_course, provision_hosts
-    from .swarm import converge_swarm
 
     config, state = room.config, room.state
     with state.lock("up"):
@@ -177,10 +181,11 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         reports += [HostReport(h.name, h.role, "-", 0, ok=False,
                                error=ensured.failures.get(h.name, "the machine was not created"))
                     for h in hosts if h.name not in present]
-        swarm = converge_swarm(machines, access, config.swarm.managers, room.progress)
+        swarm = room.remote.converge_swarm(machines, access, config.swarm.managers, room.progress)
         swarm.apply_to(reports)
         entries = room.roster(machines)
-        sheet_files, sheets_dir = render_sheets(room, entries, machines)
+        # No student host made at all (every one failed): exit 3 naming them, no sheets to print.
+        sheet_files, sheets_dir = render_sheets(room, entries, machines) if entries else ([], None)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
                                                                 key=_order(hosts)),
                     sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
@@ -332,8 +337,6 @@ class StatusResult:
 
 
 def status(room: Classroom) -> StatusResult:
-    from .checks import check_hosts
-    from .swarm import swarm_status
     from .workers import worker_pool
 
     if room.state.exists:
@@ -347,8 +350,8 @@ def status(room: Classroom) -> StatusResult:
     swarm = None
     with worker_pool(1) as pool:  # the Swarm view (admin) while the students' checks run
         nodes = [m for m in present if m.role != Role.STUDENT and m.running]
-        future = pool.submit(swarm_status, nodes, room.admin_access()) if nodes else None
-        checked = check_hosts(room, present, passwords)
+        future = pool.submit(room.remote.swarm_status, nodes, room.admin_access()) if nodes else None
+        checked = room.remote.check_all(room, present, passwords)
         swarm = future.result() if future else None
     hosts = []
     for spec in planned + [m for m in machines if m.name not in {h.name for h in planned}]:
@@ -475,10 +478,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
     """Give each named student a clean machine; nobody else is touched."""
     import time
 
-    from .checks import check_host
-    from .provisioning import open_admin, prepare_course, provision_host
-    from .reset import wipe_student
-    from .swarm import converge_swarm, release_nodes
+    from .provisioning import prepare_course
     from .ssh import in_parallel
 
     specs = resolve_targets(room, targets)
@@ -500,9 +500,12 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         machines = {m.name: m for m in backend.machines()}
         swarm_specs = [spec for spec in specs if spec.is_swarm]
         if swarm_specs:  # hard only (refused above otherwise): hand managers' roles over first
-            release_nodes(list(machines.values()), room.admin_access(), [s.name for s in swarm_specs], room.progress)
+            room.remote.release_nodes(list(machines.values()), room.admin_access(), [s.name for s in swarm_specs],
+                                      room.progress)
         room.progress.start("reset", f"{'Replacing' if hard else 'Resetting'} {len(specs)} host(s)",
                             total=len(specs))
+
+        remote = room.remote
 
         def reset_one(spec: HostSpec) -> ResetReport:
             started = time.monotonic()
@@ -511,14 +514,10 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
             if hard or machine is None or not machine.running:
                 machine = backend.replace(spec, key.public_line)
             else:  # engine started first, every Docker error fatal, leftovers looked for
-                connection = open_admin(machine, room.admin_access(), backend)
-                try:
-                    changes = wipe_student(connection, spec.student or "")
-                finally:
-                    connection.close()
-            changes += provision_host(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
-            checks, detail = check_host(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
-                                        exercises=course.exercises is not None)
+                changes = remote.wipe(machine, room.admin_access(), backend, spec.student or "")
+            changes += remote.provision(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
+            checks, detail = remote.check(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
+                                          exercises=course.exercises is not None)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
             return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)
@@ -530,8 +529,8 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         for spec, report, error in outcomes:
             reports.append(report or ResetReport(spec.name, hard, False, 0.0, last_line(error)))
         if swarm_specs:
-            converge_swarm(backend.machines(), room.admin_access(), room.config.swarm.managers,
-                           room.progress).apply_to(reports)
+            remote.converge_swarm(backend.machines(), room.admin_access(), room.config.swarm.managers,
+                                  room.progress).apply_to(reports)
     return reports
 
 

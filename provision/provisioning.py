@@ -195,20 +195,20 @@ def summarize_exercise_changes(lines: list[str]) -> list[str]:
 
 def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
                     access: AdminAccess, course: Course | None = None) -> list[HostReport]:
-    from .checks import check_hosts
-
     progress = room.progress
     running = [m for m in machines if m.running]
     limit = room.config.preload.parallel
     hashes = room.state.password_hashes(passwords)
     progress.start("provision", f"Provisioning {len(running)} host(s)", total=len(running))
-    outcomes = in_parallel(running, lambda m: provision_host(m, hashes, access, course, room.backend),
+    course = course or Course()
+    outcomes = in_parallel(running, lambda m: room.remote.provision(m, hashes, access, course, room.backend),
                            limit=limit,
                            on_done=lambda m, _r, _e: progress.advance("provision", detail=m.name))
     progress.finish("provision")
 
     progress.start("verify", "Checking every host as its students", total=len(running))
-    verified = check_hosts(room, running, passwords, on_done=lambda m: progress.advance("verify", detail=m.name))
+    verified = room.remote.check_all(room, running, passwords,
+                                     on_done=lambda m: progress.advance("verify", detail=m.name))
     progress.finish("verify")
 
     reports = []

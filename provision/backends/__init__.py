@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
@@ -17,10 +18,15 @@ BACKENDS = ("local", "aws")
 # runs; tests that drive the whole CLI in-process put their stand-ins here (for aws: the Pulumi
 # engine, boto3's clients), since the CLI makes its backend itself.
 BACKEND_OPTIONS: dict[str, dict[str, Any]] = {}
+# A whole backend of their own, by backend name, for tests that drive the CLI with no engine and
+# no cloud at all (tests/fakes.py: FakeBackend). Always empty in real runs.
+BACKEND_FACTORIES: dict[str, Callable[[ClassroomConfig, ClassroomState], Backend]] = {}
 
 
 def get_backend(name: str, config: ClassroomConfig, state: ClassroomState) -> Backend:
     """The backend called `name`; its library (Docker SDK, Pulumi) is imported only here."""
+    if name in BACKEND_FACTORIES:
+        return BACKEND_FACTORIES[name](config, state)
     if name == "local":
         from .local import LocalBackend
 

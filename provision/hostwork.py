@@ -1,0 +1,96 @@
+"""What the commands do on the hosts themselves, as one object: over SSH in real runs.
+
+commands.py decides which hosts to make, provision, check, reset and report on; this is the
+work it hands out for one host (or a batch, where the real work has its own parallelism). It is
+the one seam between that orchestration and the SSH layer: `Classroom(remote=...)` takes
+another implementation (tests/fakes.py has one that needs no host at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from .model import Machine
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .commands import Classroom
+    from .progress import Progress
+    from .provisioning import Course
+    from .ssh import AdminAccess
+    from .swarm import SwarmReport, SwarmStatus
+
+Checks = tuple[dict[str, bool], str | None]  # {check: ok}, and why not
+
+
+class HostWork(Protocol):
+    def provision(self, machine: Machine, hashes: dict[str, str], access: AdminAccess, course: Course,
+                  backend: Backend, *, fresh_exercises: bool = False) -> list[str]:
+        """Converge one host (engine, accounts, images, exercises); returns what changed."""
+
+    def wipe(self, machine: Machine, access: AdminAccess, backend: Backend, student: str) -> list[str]:
+        """Soft reset: the student's things gone, the engine as the course has it."""
+
+    def check(self, machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str],
+              *, images: bool, exercises: bool) -> Checks:
+        """One host, checked as its student sees it."""
+
+    def check_all(self, room: Classroom, machines: list[Machine], passwords: dict[str, str],
+                  on_done: Callable[[Machine], None] | None = None) -> dict[str, Checks]:
+        """Every host, checked at once: host name -> checks."""
+
+    def converge_swarm(self, machines: list[Machine], access: AdminAccess, managers: int,
+                       progress: Progress) -> SwarmReport:
+        """Form or repair the Swarm cluster of the Swarm nodes among `machines`."""
+
+    def release_nodes(self, machines: list[Machine], access: AdminAccess, names: list[str],
+                      progress: Progress) -> list[str]:
+        """Hand the roles of the Swarm nodes `names` over before they are replaced."""
+
+    def swarm_status(self, nodes: list[Machine], access: AdminAccess) -> SwarmStatus:
+        """What the cluster says of itself."""
+
+
+class SshHostWork:
+    """The real thing: Fabric sessions as the classroom's admin."""
+
+    def provision(self, machine, hashes, access, course, backend, *, fresh_exercises=False):
+        from .provisioning import provision_host
+
+        return provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
+
+    def wipe(self, machine, access, backend, student):
+        from .provisioning import open_admin
+        from .reset import wipe_student
+
+        connection = open_admin(machine, access, backend)
+        try:
+            return wipe_student(connection, student)
+        finally:
+            connection.close()
+
+    def check(self, machine, access, passwords, hashes, *, images, exercises):
+        from .checks import check_host
+
+        return check_host(machine, access, passwords, hashes, images=images, exercises=exercises)
+
+    def check_all(self, room, machines, passwords, on_done=None):
+        from .checks import check_hosts
+
+        return check_hosts(room, machines, passwords, on_done=on_done)
+
+    def converge_swarm(self, machines, access, managers, progress):
+        from .swarm import converge_swarm
+
+        return converge_swarm(machines, access, managers, progress)
+
+    def release_nodes(self, machines, access, names, progress):
+        from .swarm import release_nodes
+
+        return release_nodes(machines, access, names, progress)
+
+    def swarm_status(self, nodes, access):
+        from .swarm import swarm_status
+
+        return swarm_status(nodes, access)

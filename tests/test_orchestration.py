@@ -1,0 +1,235 @@
+"""The orchestration of `up`, `status`, `reset` and `down` (provision/commands.py), on an
+in-memory backend and hosts that need no SSH (tests/fakes.py): no engine, milliseconds.
+
+What the engine tests (test_local_classroom.py, test_faults.py, ...) prove end to end, these
+pin down on the decisions alone: which hosts get made, what converges, how one failed host
+becomes exit 3 while the others go on, and what Ctrl-C leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import unique_name
+from fakes import FakeBackend, FakeHostWork
+
+from provision import backends, commands
+from provision.commands import Classroom
+from provision.config import ClassroomConfig
+from provision.model import Leftover, MachineState
+from provision.state import ClassroomState
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def make_room(tmp_path):
+    """`make_room(students=3)`: a classroom of that size on the same backend, hosts and state
+    folder each time (a second call is the trainer's next command)."""
+    name = unique_name("orch")
+    backend, remote = FakeBackend(ClassroomState(name, tmp_path / "home")), FakeHostWork()
+
+    def make(students: int = 3) -> Classroom:
+        config = ClassroomConfig(name=name, students=students, swarm={"nodes": 0})
+        return Classroom.open(config, backend=backend, remote=remote, state=ClassroomState(name, tmp_path / "home"))
+
+    make.backend, make.remote = backend, remote
+    return make
+
+
+def names(items) -> list[str]:
+    return [item.name for item in items]
+
+
+# --- up ------------------------------------------------------------------------------------------------
+def test_up_makes_one_host_per_student_and_provisions_each(make_room):
+    result = commands.up(make_room(3))
+    assert make_room.backend.created == ["student-01", "student-02", "student-03"]
+    assert result.created == ["student-01", "student-02", "student-03"]
+    assert names(result.hosts) == result.created and not result.failed
+    assert make_room.remote.provisioned == result.created
+    assert result.hosts[0].changes == ["account student-01"]
+    assert result.sheets_dir is not None and (result.sheets_dir / "index.html").is_file()
+
+
+def test_a_second_up_makes_nothing_and_changes_nothing(make_room):
+    commands.up(make_room(3))
+    again = commands.up(make_room(3))
+    assert make_room.backend.created == ["student-01", "student-02", "student-03"]  # no new machine
+    assert again.created == [] and not again.failed
+    assert [host.changes for host in again.hosts] == [[], [], []]
+
+
+def test_more_students_adds_only_the_new_hosts(make_room):
+    commands.up(make_room(2))
+    first = {m.name: m.machine_id for m in make_room.backend.machines()}
+    grown = commands.up(make_room(4))
+    assert grown.created == ["student-03", "student-04"]
+    assert make_room.backend.created == ["student-01", "student-02", "student-03", "student-04"]
+    kept = {m.name: m.machine_id for m in make_room.backend.machines() if m.name in first}
+    assert kept == first  # the existing machines are the same ones
+    assert {h.name: h.changes for h in grown.hosts if h.name in first} == {"student-01": [], "student-02": []}
+
+
+def test_fewer_students_never_removes_a_host(make_room):
+    commands.up(make_room(3))
+    smaller = commands.up(make_room(2))
+    assert names(smaller.hosts) == ["student-01", "student-02", "student-03"]
+    assert ("destroy", ()) not in make_room.backend.calls and len(make_room.backend.machines()) == 3
+
+
+def test_a_host_the_backend_cannot_make_fails_alone(make_room):
+    make_room.backend.refuse = {"student-02": "AWS: InsufficientInstanceCapacity"}
+    result = commands.up(make_room(3))
+    assert names(result.failed) == ["student-02"]
+    assert result.failed[0].error == "AWS: InsufficientInstanceCapacity"
+    assert [h.ok for h in result.hosts if h.name != "student-02"] == [True, True]
+
+    make_room.backend.refuse = {}  # the next `up` tries it again, and only it
+    again = commands.up(make_room(3))
+    assert again.created == ["student-02"] and not again.failed
+
+
+def test_a_host_whose_provisioning_fails_fails_alone_and_the_next_up_repairs_it(make_room):
+    make_room.remote.broken = {"student-02": "apt: connection reset\nE: the engine did not start"}
+    result = commands.up(make_room(3))
+    assert names(result.failed) == ["student-02"]
+    assert result.failed[0].error == "E: the engine did not start"  # the last line: where tools say why
+    assert [h.ok for h in result.hosts] == [True, False, True]
+
+    make_room.remote.broken = {}
+    again = commands.up(make_room(3))
+    assert not again.failed and again.created == []
+    assert {h.name: h.changes for h in again.hosts}["student-02"] == ["account student-02"]
+
+
+def test_a_host_that_fails_its_checks_is_not_ready(make_room):
+    make_room.remote.unhealthy = {"student-01"}
+    result = commands.up(make_room(2))
+    assert names(result.failed) == ["student-01"]
+    assert result.failed[0].error == "check failed: docker (docker does not answer)"
+
+
+def test_a_stopped_host_is_started_not_made_again(make_room):
+    commands.up(make_room(2))
+    make_room.backend.stop("student-02")
+    result = commands.up(make_room(2))
+    assert make_room.backend.created == ["student-01", "student-02"]
+    assert not result.failed and all(m.running for m in make_room.backend.machines())
+
+
+def test_every_host_refused_is_exit_3_not_bad_input(cli, tmp_path, monkeypatch):
+    """Nothing made is still a partial result (the next `up` retries), not "nothing changed"."""
+    refused = {"student-01": "no capacity", "student-02": "no capacity"}
+    monkeypatch.setitem(backends.BACKEND_FACTORIES, "local", lambda config, state: FakeBackend(state, refuse=refused))
+    run = cli("--name", unique_name("orch"), "up", "--students", "2", "--swarm-nodes", "0")
+    assert run.exit_code == 3, run
+    assert "2 host(s) not ready: student-01, student-02" in run.stdout + run.stderr
+
+
+# --- Ctrl-C --------------------------------------------------------------------------------------------
+def test_ctrl_c_during_provisioning_leaves_a_classroom_the_next_up_converges(make_room):
+    make_room.remote.interrupt_on = "student-02"
+    with pytest.raises(KeyboardInterrupt):
+        commands.up(make_room(3))
+    make_room.remote.interrupt_on = None
+    again = commands.up(make_room(3))  # the lock was let go; the machines made are kept
+    assert not again.failed and make_room.backend.created == ["student-01", "student-02", "student-03"]
+
+
+@pytest.mark.parametrize("interruption", ["errors.Interrupted", "KeyboardInterrupt"])
+def test_ctrl_c_in_a_backend_call_is_exit_130_and_one_line(tmp_path, interruption):
+    """Through the console entry in a process of its own (the CLI ends it at once on Ctrl-C).
+    `Interrupted` is what the CLI's SIGINT handler raises; a bare KeyboardInterrupt (raised by a
+    library, or outside the main thread) must read the same, though Typer swallows it."""
+    script = ("import fakes; from provision import backends, cli, errors\n"
+              "backends.BACKEND_FACTORIES['local'] = lambda config, state: fakes.FakeBackend(\n"
+              f"    state, interrupt={{'ensure'}}, interruption={interruption})\n"
+              "cli.main(['--name', 'orch-ctrl-c', 'up', '--students', '2', '--swarm-nodes', '0'])\n")
+    env = {**os.environ, "CLASSROOM_HOME": str(tmp_path / "home"), "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}",
+           "NO_COLOR": "1", "TERM": "dumb"}
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 130, run
+    assert run.stderr.splitlines()[-1].startswith("classroom: interrupted")
+    assert run.stderr.splitlines()[-1].endswith("run `classroom up` again, it converges")
+    assert "Traceback" not in run.stderr and len([line for line in run.stderr.splitlines()
+                                                   if line.startswith("classroom:")]) == 1
+
+
+# --- status --------------------------------------------------------------------------------------------
+def test_status_says_ready_stopped_and_missing(make_room):
+    commands.up(make_room(3))
+    make_room.backend.stop("student-02")
+    make_room.backend.remove("student-03")
+    result = commands.status(make_room(3))
+    assert [(h.name, h.state) for h in result.hosts] == [
+        ("student-01", "ready"), ("student-02", "exited"), ("student-03", "missing")]
+    assert names(result.not_ready) == ["student-02", "student-03"]
+    shown = json.loads(json.dumps(result.as_json()))
+    assert shown["hosts"][0] == {"name": "student-01", "role": "student", "student": "student-01",
+                                 "address": "127.0.0.1", "port": 2201, "state": "ready",
+                                 "checks": {"admin": True, "ssh": True, "docker": True}, "detail": None}
+
+
+def test_status_of_an_unhealthy_host_is_failed_with_its_reason(make_room):
+    commands.up(make_room(2))
+    make_room.remote.unhealthy = {"student-02"}
+    result = commands.status(make_room(2))
+    host = result.hosts[1]
+    assert (host.state, host.checks["docker"], host.detail) == ("failed", False, "docker does not answer")
+
+
+# --- reset ---------------------------------------------------------------------------------------------
+def test_soft_reset_wipes_only_the_named_host(make_room):
+    commands.up(make_room(3))
+    machines = {m.name: m.machine_id for m in make_room.backend.machines()}
+    reports = commands.reset(make_room(3), ["2"])
+    assert [(r.name, r.ok, r.hard) for r in reports] == [("student-02", True, False)]
+    assert make_room.remote.wiped == ["student-02"]
+    assert {m.name: m.machine_id for m in make_room.backend.machines()} == machines  # same machines
+
+
+def test_hard_reset_replaces_the_machine(make_room):
+    commands.up(make_room(2))
+    old = {m.name: m.machine_id for m in make_room.backend.machines()}
+    (report,) = commands.reset(make_room(2), ["student-01"], hard=True)
+    assert report.ok and make_room.remote.wiped == []
+    new = {m.name: m.machine_id for m in make_room.backend.machines()}
+    assert new["student-01"] != old["student-01"] and new["student-02"] == old["student-02"]
+
+
+def test_a_reset_that_fails_its_checks_is_reported(make_room):
+    commands.up(make_room(2))
+    make_room.remote.unhealthy = {"student-01"}
+    (report,) = commands.reset(make_room(2), ["1"])
+    assert not report.ok and report.error == "check failed: docker (docker does not answer)"
+
+
+# --- down ----------------------------------------------------------------------------------------------
+def test_down_removes_everything_and_verifies(make_room):
+    room = make_room(2)
+    commands.up(room)
+    result = commands.down(make_room(2))
+    assert sorted(names(result.removed)) == ["student-01", "student-02"] and result.leftovers == []
+    assert not room.state.path.exists() and make_room.backend.machines() == []
+    assert commands.down(make_room(2)).already_gone
+
+
+def test_down_that_leaves_something_says_so_and_keeps_the_state(make_room):
+    room = make_room(1)
+    commands.up(room)
+    make_room.backend.stuck = [Leftover("volume", "data")]
+    result = commands.down(make_room(1))
+    assert result.leftovers == [Leftover("volume", "data")]
+    assert room.state.path.exists()  # the secrets stay while something of the classroom does
+
+
+def test_machine_states_keep_their_strings():
+    assert MachineState("exited") == "exited" and json.dumps(MachineState.RUNNING) == '"running"'
+    assert MachineState("something new") is MachineState.UNKNOWN
