@@ -130,7 +130,7 @@ def up(
     room = _room(ctx, check_paths=True, progress=progress,
                  **{"--students": students, "--swarm-nodes": swarm_nodes,
                     "--backend": backend.value if backend else None})
-    created_on = room.state.meta().get("backend")
+    created_on = room.state.meta().backend
     if backend is not None and created_on and created_on != backend.value:
         raise BadInput(f"--backend: classroom {room.name!r} runs on {created_on}: "
                        f"run `classroom down` before creating it on {backend.value}")

@@ -19,7 +19,7 @@ from .hostwork import HostWork, SshHostWork
 from .progress import NULL_PROGRESS, Progress
 from .model import HostReport, HostSpec, Leftover, Machine, MachineState, Role, Strategy
 from .roster import RosterEntry, SwarmAccess, plan_hosts, student_names
-from .state import ClassroomState, LostSecrets, fingerprint
+from .state import ClassroomState, CourseRecord, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
     from .swarm import SwarmReport, SwarmStatus
@@ -49,7 +49,7 @@ class Classroom:
     @property
     def backend_name(self) -> str:
         """The backend the classroom was created with wins over the file's default."""
-        recorded = self.state.meta().get("backend")
+        recorded = self.state.meta().backend
         if recorded is None and (self.state.path / "pulumi").is_dir():
             recorded = "aws"  # `down` with a damaged classroom.json: the Pulumi stack says where it runs
         return recorded or self.config.backend
@@ -70,16 +70,15 @@ class Classroom:
         """The hosts the last `up` asked for (the file's count before any `up`)."""
         meta = self.state.meta()
         config = self.config
-        if "students" in meta:
+        if meta.students is not None:
             config = config.model_copy(update={
-                "students": meta["students"],
-                "swarm": config.swarm.model_copy(update={"nodes": meta.get("swarm_nodes", 0)}),
+                "students": meta.students,
+                "swarm": config.swarm.model_copy(update={"nodes": meta.swarm_nodes or 0}),
             })
         return plan_hosts(config)
 
     def expires_at(self) -> datetime | None:
-        meta = self.state.meta()
-        return datetime.fromisoformat(meta["expires_at"]) if "expires_at" in meta else None
+        return self.state.meta().expires_at
 
     def roster(self, machines: list[Machine] | None = None) -> list[RosterEntry]:
         machines = self.backend.machines() if machines is None else machines
@@ -142,8 +141,8 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         # Never shrink: hosts beyond a smaller count keep their students' work until `down`.
         # The preflight (quota) and the cost are for every host the classroom will have.
         meta = state.meta()
-        students = max(config.students, meta.get("students", 0))
-        swarm_nodes = max(config.swarm.nodes, meta.get("swarm_nodes", 0))
+        students = max(config.students, meta.students or 0)
+        swarm_nodes = max(config.swarm.nodes, meta.swarm_nodes or 0)
         hosts = plan_hosts(config.model_copy(update={
             "students": students, "swarm": config.swarm.model_copy(update={"nodes": swarm_nodes})}))
         backend = room.backend
@@ -163,12 +162,12 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         course = prepare_course(room)  # a missing image fails here, before any state is written
         key = state.admin_key(create=True)
         now = datetime.now(timezone.utc)
-        if "created_at" not in meta:
+        if meta.created_at is None:
             state.update_meta(created_at=now.isoformat(timespec="seconds"),
-                              expires_at=(now + config.ttl_delta).isoformat(timespec="seconds"))
+                              expires_at=(now + config.ttl_delta).replace(microsecond=0))
         state.update_meta(backend=backend.name, students=students, swarm_nodes=swarm_nodes,
                           course=course_record(config),
-                          cache=sorted(set(meta.get("cache") or []) | set(course.cache_files())))
+                          cache=sorted(set(meta.cache) | set(course.cache_files())))
         hosts = room.planned_hosts()
         passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing)
         ensured = backend.ensure(hosts, key.public_line, room.progress, found)
@@ -235,18 +234,18 @@ def restore_access(room: Classroom, machines: list[Machine], lost: LostSecrets, 
     return renewed
 
 
-def course_record(config: ClassroomConfig) -> dict[str, str | None]:
+def course_record(config: ClassroomConfig) -> CourseRecord:
     """What `up` made the classroom from: reset, status and sheets refuse another course."""
-    return {"file": str(config.source) if config.source else None, "digest": config.source_digest}
+    return CourseRecord(file=str(config.source) if config.source else None, digest=config.source_digest)
 
 
 def require_recorded_course(room: Classroom) -> None:
     """BadInput when the classroom file given now is not the one the last `up` applied (or is
     missing): reset would restore the wrong exercises, status would check the wrong images."""
-    recorded = room.state.meta().get("course")
-    if not isinstance(recorded, dict):
+    recorded = room.state.meta().course
+    if recorded is None:
         return  # made before courses were recorded: nothing to compare with
-    made_from, digest = recorded.get("file"), recorded.get("digest")
+    made_from, digest = recorded.file, recorded.digest
     config = room.config
     if config.source_digest == digest:
         return
@@ -400,11 +399,11 @@ def down(room: Classroom, clear_cache: bool = False) -> DownResult:
 def course_cache(room: Classroom) -> list[Path]:
     """The cached files (saved images, exercise archives) this classroom's `up`s used and no
     other classroom here records: the cache is shared by image ID, so another classroom's stay."""
-    mine = {Path(p) for p in room.state.meta().get("cache") or []}
+    mine = {Path(p) for p in room.state.meta().cache}
     root = room.state.path.parent
     for other in root.iterdir() if mine and root.is_dir() else []:
         if other.name != room.name and other.is_dir():
-            mine -= {Path(p) for p in ClassroomState(other.name, root).salvaged_meta().get("cache") or []}
+            mine -= {Path(p) for p in ClassroomState(other.name, root).salvaged_meta().cache}
     return sorted(path for path in mine if path.is_file())
 
 
@@ -441,7 +440,7 @@ def extend(room: Classroom, duration: timedelta) -> ExtendResult:
         previous = room.expires_at()
         expires_at = max(now, previous) + duration if previous else now + duration
         hosts = room.backend.set_expiry(expires_at)
-        room.state.update_meta(expires_at=expires_at.isoformat(timespec="seconds"))
+        room.state.update_meta(expires_at=expires_at)
         sheets_dir = None
         if room.state.known_passwords():
             _files, sheets_dir = render_sheets(room)

@@ -22,7 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, field_validator
+
 from .errors import BadInput, ClassroomError, ExitCode
+from .model import Role
 
 KEY_FILE = "admin_key"
 HOST_KEYS_DIR = "host_keys"  # host_keys/<host>: each host's sshd key, made here, never on the host
@@ -90,6 +93,77 @@ def read_state_json(path: Path, default: dict[str, Any], *, salvage: bool = Fals
         return dict(default)
     way_out = RECOVERY.get(path.name, "`classroom down` still removes the classroom; or restore the file")
     raise BadInput(f"{path} is damaged ({problem}): {way_out}")
+
+
+class _Record(BaseModel):
+    # Keys a newer version wrote are kept as they are; a key never written stays absent (the
+    # file is written with exclude_unset), so the JSON on disk keeps its shape across versions.
+    model_config = ConfigDict(extra="allow")
+
+
+class CourseRecord(_Record):
+    """What `up` made the classroom from: reset, status and sheets refuse another course."""
+
+    file: str | None = None  # the classroom file; None: built-in defaults
+    digest: str | None = None  # of its bytes
+
+
+class AwsHost(_Record):
+    name: str
+    role: Role
+    student: str | None = None
+
+
+class AwsRecord(_Record):
+    """The aws backend's part of classroom.json: where its stack lives and what it asked for."""
+
+    region: str | None = None
+    hosts: list[AwsHost] = []
+    expires_at: str | None = None  # as the hosts' expires-at tag says it
+    ami: str | None = None
+    availability_zone: str | None = None
+    instance_type: str | None = None
+    disk_gb: int | None = None
+    started_at: str | None = None
+
+
+class ClassroomMeta(_Record):
+    """classroom.json: what cannot be read back from the machines. Parsed once, when read."""
+
+    backend: str | None = None  # where the classroom was created: it stays there until `down`
+    students: int | None = None  # the counts the last `up` asked for (never shrinking)
+    swarm_nodes: int | None = None
+    created_at: str | None = None
+    expires_at: datetime | None = None
+    course: CourseRecord | None = None
+    cache: list[str] = []  # cached files (images, exercises) its `up`s used
+    aws: AwsRecord | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.astimezone(timezone.utc) if value is not None and value.tzinfo is not None else value
+
+    @field_serializer("expires_at")
+    def _seconds(self, value: datetime | None) -> str | None:
+        return value.isoformat(timespec="seconds") if value is not None else None
+
+    def as_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=2, sort_keys=True)
+
+
+def parse_meta(path: Path, *, salvage: bool = False) -> ClassroomMeta:
+    """classroom.json as a ClassroomMeta: empty when missing; a damaged one is a BadInput naming
+    the file (read_state_json), or empty with `salvage`."""
+    data = read_state_json(path, {}, salvage=salvage)
+    try:
+        return ClassroomMeta.model_validate(data)
+    except ValidationError as exc:
+        if salvage:
+            return ClassroomMeta()
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise BadInput(f"{path} is damaged ({where}: {error['msg']}): {RECOVERY[META_FILE]}") from None
 
 
 @dataclass(frozen=True)
@@ -268,24 +342,24 @@ class ClassroomState:
         return {student: hashed for student, hashed in hashes.items() if isinstance(hashed, str)}
 
     # --- metadata ------------------------------------------------------------------------------
-    def meta(self) -> dict[str, Any]:
-        return read_state_json(self.path / META_FILE, {}, salvage=self.salvage)
+    def meta(self) -> ClassroomMeta:
+        return parse_meta(self.path / META_FILE, salvage=self.salvage)
 
-    def salvaged_meta(self) -> dict[str, Any]:
-        """The metadata, or {} when its file is damaged: for looking at other classrooms."""
-        return read_state_json(self.path / META_FILE, {}, salvage=True)
+    def salvaged_meta(self) -> ClassroomMeta:
+        """The metadata, or an empty one when its file is damaged: for looking at other classrooms."""
+        return parse_meta(self.path / META_FILE, salvage=True)
 
-    def update_meta(self, **values: Any) -> dict[str, Any]:
-        meta = self.meta()
-        meta.update(values)
-        write_private(self.path / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str))
+    def update_meta(self, **values: Any) -> ClassroomMeta:
+        """Set these fields (validated as ClassroomMeta's) and write the file."""
+        meta = ClassroomMeta.model_validate({**self.meta().model_dump(exclude_unset=True), **values})
+        write_private(self.path / META_FILE, meta.as_json())
         return meta
 
     def created_at(self) -> datetime:
         meta = self.meta()
-        if "created_at" not in meta:
+        if meta.created_at is None:
             meta = self.update_meta(created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        return datetime.fromisoformat(meta["created_at"])
+        return datetime.fromisoformat(meta.created_at)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def remove(self) -> None:

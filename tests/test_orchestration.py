@@ -21,6 +21,7 @@ from fakes import FakeBackend, FakeHostWork
 from provision import backends, commands
 from provision.commands import Classroom
 from provision.config import ClassroomConfig
+from provision.errors import BadInput
 from provision.model import Leftover, MachineState
 from provision.state import ClassroomState
 
@@ -233,3 +234,52 @@ def test_down_that_leaves_something_says_so_and_keeps_the_state(make_room):
 def test_machine_states_keep_their_strings():
     assert MachineState("exited") == "exited" and json.dumps(MachineState.RUNNING) == '"running"'
     assert MachineState("something new") is MachineState.UNKNOWN
+
+
+# --- the state's record --------------------------------------------------------------------------------
+OLD_RECORD = """{
+  "aws": {
+    "hosts": [
+      {
+        "name": "student-01",
+        "role": "student",
+        "student": "student-01"
+      }
+    ],
+    "region": "eu-west-3"
+  },
+  "backend": "aws",
+  "cache": [],
+  "course": {
+    "digest": null,
+    "file": null
+  },
+  "created_at": "2026-01-05T08:00:00+00:00",
+  "expires_at": "2026-01-05T16:00:00+00:00",
+  "from_a_newer_version": {
+    "kept": true
+  },
+  "students": 1,
+  "swarm_nodes": 0
+}"""
+
+
+def test_the_record_is_read_once_typed_and_written_back_unchanged(tmp_path):
+    state = ClassroomState("old", tmp_path)
+    state.path.mkdir(parents=True)
+    (state.path / "classroom.json").write_text(OLD_RECORD)
+    meta = state.meta()
+    assert (meta.backend, meta.students, meta.aws.region, meta.aws.hosts[0].role) == ("aws", 1, "eu-west-3", "student")
+    assert meta.expires_at.isoformat() == "2026-01-05T16:00:00+00:00"
+    state.update_meta(students=1)  # a write keeps every key, and the shape, as they were
+    assert (state.path / "classroom.json").read_text() == OLD_RECORD
+
+
+def test_a_record_with_a_wrong_value_is_refused_naming_the_file(tmp_path, make_room):
+    room = make_room(2)
+    commands.up(room)
+    path = room.state.path / "classroom.json"
+    path.write_text(path.read_text().replace('"students": 2', '"students": "many"'))
+    with pytest.raises(BadInput, match=r"classroom\.json is damaged \(students: .*\): `classroom down` still"):
+        commands.status(make_room(2))
+    assert commands.down(make_room(2)).leftovers == []  # down is never blocked by it

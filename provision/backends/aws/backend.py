@@ -49,7 +49,7 @@ from . import cost
 from . import preflight as aws_preflight
 from ...errors import BadInput, ClassroomError, last_line
 from ...progress import NULL_PROGRESS, Progress
-from ...state import new_secret, write_private
+from ...state import AwsRecord, new_secret, write_private
 from ...model import MachineState, Role
 from ..base import Backend, EnsureResult, Leftover, Machine
 
@@ -70,7 +70,6 @@ NO_PULUMI = (f"the aws backend needs the Pulumi CLI, and `pulumi` is not on PATH
 MIN_PULUMI = "3.134.0"
 PASSPHRASE_FILE = "pulumi-passphrase"
 WORK_DIR = "pulumi"
-META_KEY = "aws"
 SSH_PORT = 22
 # A classroom about to expire gets a new expiry on `up` rather than hosts that power off at once.
 EXPIRY_MARGIN = timedelta(minutes=15)
@@ -275,13 +274,13 @@ class AwsBackend(Backend):
     @property
     def region(self) -> str:
         """Where the classroom lives: where it was created, else where the file says."""
-        return self._meta().get("region") or self.config.aws.region
+        return self._meta().region or self.config.aws.region
 
-    def _meta(self) -> dict[str, Any]:
-        return dict(self.state.meta().get(META_KEY) or {})
+    def _meta(self) -> AwsRecord:
+        return self.state.meta().aws or AwsRecord()
 
     def _save_meta(self, **values: Any) -> None:
-        self.state.update_meta(**{META_KEY: {**self._meta(), **values}})
+        self.state.update_meta(aws={**self._meta().model_dump(exclude_unset=True), **values})
 
     def _factory(self, region: str) -> aws_preflight.ClientFactory:
         if region not in self._client_cache:
@@ -329,7 +328,7 @@ class AwsBackend(Backend):
         settings = auto.ProjectSettings(
             name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=self.backend_url),
             description=f"classroom {self.config.name} on AWS (managed by the classroom tool)")
-        program = inline_program(self.host_keys(h["name"] for h in self._meta().get("hosts", [])))
+        program = inline_program(self.host_keys(h.name for h in self._meta().hosts))
         return auto.LocalWorkspace(work_dir=str(self.work_dir), program=program,
                                    env_vars=self.engine_env(), secrets_provider="passphrase",
                                    project_settings=settings, pulumi_command=command)
@@ -391,9 +390,9 @@ class AwsBackend(Backend):
         self._save_meta(region=self.config.aws.region, hosts=[h.as_dict() for h in spec.hosts],
                         expires_at=spec.expires_at_text, ami=spec.ami,
                         availability_zone=spec.availability_zone, instance_type=spec.instance_type,
-                        disk_gb=spec.disk_gb, started_at=self._meta().get("started_at") or now.isoformat())
+                        disk_gb=spec.disk_gb, started_at=self._meta().started_at or now.isoformat())
         # What the sheets and `up` print: when these hosts power off (a new period after expiry).
-        self.state.update_meta(expires_at=spec.expires_at.isoformat(timespec="seconds"))
+        self.state.update_meta(expires_at=spec.expires_at)
 
         stack = self._stack(create=True)
         events = EngineEvents(progress, "aws")
@@ -458,13 +457,12 @@ class AwsBackend(Backend):
         meta = self._meta()
         wanted = [HostEntry(h.name, h.role, h.student) for h in hosts]
         names = {h.name for h in wanted}
-        kept = [HostEntry(h["name"], h["role"], h.get("student")) for h in meta.get("hosts", [])
-                if h["name"] not in names]
+        kept = [HostEntry(h.name, h.role, h.student) for h in meta.hosts if h.name not in names]
         if kept and wanted:
             progress.note(f"keeping {', '.join(h.name for h in kept)} (not asked for any more; "
                           "`classroom down` removes everything)")
         now = self._now()
-        expires_at = parse_expiry(meta["expires_at"]) if meta.get("expires_at") else None
+        expires_at = parse_expiry(meta.expires_at) if meta.expires_at else None
         if expires_at is None or expires_at <= now + EXPIRY_MARGIN:
             expires_at = (now + self.config.ttl_delta).replace(second=0, microsecond=0)
         aws = self.config.aws
@@ -472,15 +470,15 @@ class AwsBackend(Backend):
             name=self.config.name, hosts=tuple(wanted + kept), admin_public_key=admin_public_key.strip(),
             expires_at=expires_at, instance_type=aws.instance_type,
             allowed_cidr=aws.allowed_cidr, registry_mirror=self.config.registry_mirror,
-            ami=(found.ami if found else None) or meta.get("ami"),
-            availability_zone=meta.get("availability_zone") or (found.availability_zone if found else None),
+            ami=(found.ami if found else None) or meta.ami,
+            availability_zone=meta.availability_zone or (found.availability_zone if found else None),
             disk_gb=DEFAULT_DISK_GB, region=aws.region, ports=tuple(self.config.port_ranges),
             ephemeral_ports=aws.ephemeral_ports, replacing=replacing)
 
     def replace(self, host: HostSpec, admin_public_key: str,
                 progress: Progress = NULL_PROGRESS) -> Machine:
         self._require_pulumi()
-        known = {h["name"] for h in self._meta().get("hosts", [])}
+        known = {h.name for h in self._meta().hosts}
         if host.name not in known:
             raise BadInput(f"{host.name} is not a host of classroom {self.config.name} on AWS "
                            "(run `classroom up` first)")
@@ -621,7 +619,7 @@ class AwsBackend(Backend):
         removed: list[Leftover] = []
         if stack is not None:
             progress.start("aws-destroy", f"AWS: destroying classroom {self.config.name}",
-                           total=len(meta.get("hosts", [])) or None)
+                           total=len(meta.hosts) or None)
             try:
                 stack.destroy(refresh=True, remove=True, continue_on_error=True, color="never", on_event=events)
             except auto.CommandError as exc:
@@ -636,15 +634,15 @@ class AwsBackend(Backend):
                                                                              self._sleep, progress))
             finally:
                 progress.finish("aws-sweep")
-        if meta.get("started_at"):
-            started = datetime.fromisoformat(meta["started_at"])
+        if meta.started_at:
+            started = datetime.fromisoformat(meta.started_at)
             hours = max((self._now() - started).total_seconds() / 3600, 0.0)
-            spent = cost.estimate(meta.get("instance_type") or self.config.aws.instance_type, self.region,
-                                  len(meta.get("hosts", [])), int(meta.get("disk_gb") or DEFAULT_DISK_GB),
+            spent = cost.estimate(meta.instance_type or self.config.aws.instance_type, self.region,
+                                  len(meta.hosts), meta.disk_gb or DEFAULT_DISK_GB,
                                   hours)
             progress.note(f"ran {hours:.1f} h; {spent.line()}")
         self._destroyed = True
-        self.state.update_meta(**{META_KEY: {"region": self.region}})
+        self.state.update_meta(aws=AwsRecord(region=self.region))
         return removed
 
     def _has_engine(self) -> bool:
@@ -681,8 +679,8 @@ class AwsBackend(Backend):
     # --- helpers ---------------------------------------------------------------------------------
     def _check_region(self) -> None:
         meta = self._meta()
-        if meta.get("hosts") and meta.get("region") and meta["region"] != self.config.aws.region:
-            raise BadInput(f"aws.region: classroom {self.config.name} runs in {meta['region']}: run "
+        if meta.hosts and meta.region and meta.region != self.config.aws.region:
+            raise BadInput(f"aws.region: classroom {self.config.name} runs in {meta.region}: run "
                            f"`classroom down` before moving it to {self.config.aws.region}")
 
     def _aws(self, what: str, fn: Callable[[], Any]) -> Any:
