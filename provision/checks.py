@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import paramiko
 
-from .model import Machine
+from .model import Machine, Role
 from .errors import last_line
 from .exercises import CHECK_SCRIPT as EXERCISES_CHECK
 from .preload import IMAGES_FILE
@@ -109,10 +109,10 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     checks = {"admin": False, "ssh": False, "docker": False}
     if images:
         checks["images"] = False
-    exercises = exercises and machine.role == "student"
+    exercises = exercises and machine.role == Role.STUDENT
     if exercises:
         checks["exercises"] = False
-    accounts = [machine.student] if machine.role == "student" and machine.student else sorted(passwords)
+    accounts = [machine.student] if machine.role == Role.STUDENT and machine.student else sorted(passwords)
     accounts = [a for a in accounts if a in passwords]
     if not accounts:
         return checks, "no student account known"
@@ -128,7 +128,7 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
         # The student's own host only: prove that sshd takes the sheet's password (no shell
         # opened), while the admin session runs, so that a host costs one round trip, not two.
         proof = pool.submit(_password_login, machine, access, user, passwords[user]) \
-            if machine.role == "student" and user is not None else None
+            if machine.role == Role.STUDENT and user is not None else None
         try:
             fields = _parse(_as_admin(machine, access, script))
             checks["admin"] = True

@@ -22,6 +22,7 @@ import stat
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -227,9 +228,31 @@ true
 """.replace("__DIR__", EXERCISES_DIR)
 
 
+class ExerciseChange(StrEnum):
+    """What the sync did to one file of ~/exercises (the first word of its output lines)."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    KEPT = "kept"  # changed by the student: left as they made it
+    DELETED = "deleted"  # deleted by the student: left deleted
+
+
+ExerciseChanges = dict[ExerciseChange, list[str]]  # what was done -> the files, in order
+
+
+def parse_sync_output(text: str) -> ExerciseChanges:
+    """`added a`, `kept b` … lines -> {ADDED: [a], KEPT: [b]}; any other line is dropped."""
+    changes: ExerciseChanges = {}
+    for line in text.splitlines():
+        verb, _, path = line.partition(" ")
+        if verb in ExerciseChange.__members__.values():
+            changes.setdefault(ExerciseChange(verb), []).append(path)
+    return changes
+
+
 def sync_exercises(connection: Connection, backend: Backend, machine: Machine, user: str,
-                   pack: ExercisePack, *, fresh: bool = False) -> list[str]:
-    """Bring ~user/exercises to the course's version; returns the change lines.
+                   pack: ExercisePack, *, fresh: bool = False) -> ExerciseChanges:
+    """Bring ~user/exercises to the course's version; returns what it did to which files.
 
     Nothing is transferred when the host already has this version, and nothing is done when the
     student's folder is there too (and `fresh` is not asked). A missing folder is restored whole.
@@ -247,12 +270,12 @@ def sync_exercises(connection: Connection, backend: Backend, machine: Machine, u
         upload = f"{EXERCISES_DIR}/upload/course-{pack.digest[:20]}.tar"
         send_file(connection, backend, machine, pack.archive, upload)
     elif not fresh:
-        return []
+        return {}
     command = f"sh -c {shlex.quote(SYNC_SCRIPT)} sync {shlex.quote(user)} {shlex.quote(upload)} " \
               f"{'fresh' if fresh else 'sync'}"
     changes = check(connection, command, stdin=pack.manifest, what="copying exercises", timeout=600)
     check(connection, f"echo {pack.digest} > {EXERCISES_DIR}/digest", what="recording exercises version")
-    return [line for line in changes.splitlines() if line.strip()]
+    return parse_sync_output(changes)
 
 
 # Run as the student by `status` (and after each reset): "exercises PRESENT CHANGED MISSING"

@@ -19,7 +19,7 @@ from .accounts import ensure_accounts
 from .backends.base import Backend
 from .model import HostReport, Machine, MachineState, Role, Strategy
 from .errors import BadInput, last_line
-from .exercises import ExercisePack, sync_exercises
+from .exercises import ExerciseChange, ExerciseChanges, ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
 from .ssh import AdminAccess, RemoteError, admin_connection, check, in_parallel, open_with_retry
@@ -137,9 +137,9 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
                 loaded = pull_images(connection, course.images)
             changes += [f"image {name}" for name in loaded]
         if course.exercises is not None and machine.role == Role.STUDENT and machine.student in accounts:
-            lines = sync_exercises(connection, backend, machine, machine.student, course.exercises,
-                                   fresh=fresh_exercises)
-            changes += summarize_exercise_changes(lines)
+            done = sync_exercises(connection, backend, machine, machine.student, course.exercises,
+                                  fresh=fresh_exercises)
+            changes += summarize_exercise_changes(done)
         return changes
     except Exception as exc:
         reason = stopped_meanwhile(machine_gone(backend, machine))
@@ -178,18 +178,17 @@ def machine_gone(backend: Backend | None, machine: Machine) -> Callable[[], str 
     return gone
 
 
-def summarize_exercise_changes(lines: list[str]) -> list[str]:
-    """`added a`, `kept b` … -> `exercises: 3 added, 1 kept (changed by the student): b`."""
-    counts: dict[str, list[str]] = {}
-    for line in lines:
-        verb, _, path = line.partition(" ")
-        counts.setdefault(verb, []).append(path)
+EXERCISE_LABELS = {ExerciseChange.KEPT: "kept (changed by the student)",
+                   ExerciseChange.DELETED: "left deleted by the student"}
+
+
+def summarize_exercise_changes(done: ExerciseChanges) -> list[str]:
+    """{ADDED: [3 files], KEPT: [b]} -> `exercises: 3 added; 1 kept (changed by the student): b`."""
     parts = []
-    for verb in ("added", "updated", "kept", "deleted"):
-        if verb in counts:
-            label = {"kept": "kept (changed by the student)", "deleted": "left deleted by the student"}.get(verb, verb)
-            names = f": {', '.join(counts[verb][:3])}" if verb in ("kept", "deleted") else ""
-            parts.append(f"{len(counts[verb])} {label}{names}")
+    for verb in ExerciseChange:  # in the enum's order: added, updated, kept, deleted
+        if verb in done:
+            names = f": {', '.join(done[verb][:3])}" if verb in EXERCISE_LABELS else ""
+            parts.append(f"{len(done[verb])} {EXERCISE_LABELS.get(verb, verb)}{names}")
     return [f"exercises: {'; '.join(parts)}"] if parts else []
 
 

@@ -283,3 +283,15 @@ def test_a_record_with_a_wrong_value_is_refused_naming_the_file(tmp_path, make_r
     with pytest.raises(BadInput, match=r"classroom\.json is damaged \(students: .*\): `classroom down` still"):
         commands.status(make_room(2))
     assert commands.down(make_room(2)).leftovers == []  # down is never blocked by it
+
+
+def test_exercise_changes_are_parsed_at_the_edge_and_rendered_once():
+    from provision.exercises import ExerciseChange, parse_sync_output
+    from provision.provisioning import summarize_exercise_changes
+
+    done = parse_sync_output("added a.md\nkept b.md\n\x1b[31mrm -rf /\nadded c.md\ndeleted d.md\n")
+    assert done == {ExerciseChange.ADDED: ["a.md", "c.md"], ExerciseChange.KEPT: ["b.md"],
+                    ExerciseChange.DELETED: ["d.md"]}  # what is not a change line is dropped
+    assert summarize_exercise_changes(done) == [
+        "exercises: 2 added; 1 kept (changed by the student): b.md; 1 left deleted by the student: d.md"]
+    assert summarize_exercise_changes({}) == []
