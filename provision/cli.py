@@ -73,7 +73,7 @@ def _room(ctx: typer.Context, *, check_paths: bool = False, progress=None, **ove
 
     opts: Options = ctx.obj
     config = load_config(opts.file, {"--name": opts.name, **overrides}, check_paths=check_paths)
-    return Classroom.open(config, progress or NULL_PROGRESS)
+    return Classroom.open(config, NULL_PROGRESS if progress is None else progress)
 
 
 def _interactive() -> bool:

@@ -366,7 +366,7 @@ class AwsBackend(Backend):
             allowed_cidr=self.config.aws.allowed_cidr, classroom=self.config.name,
             clients=self._factory(self.config.aws.region), ami_parameter=self._ami_parameter)
 
-    def estimate(self, hosts: int, hours: float | None = None) -> cost.Estimate:  # type: ignore[override]
+    def estimate(self, hosts: int, hours: float | None = None) -> cost.Estimate:
         if hours is None:
             hours = self.config.ttl_delta.total_seconds() / 3600
         return cost.estimate(self.config.aws.instance_type, self.config.aws.region, hosts,
