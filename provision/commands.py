@@ -155,9 +155,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student])
         if lost:
             refuse_lost_secrets(room, lost, new_secrets)
-        estimate = backend.estimate(len(hosts))  # None: nothing to pay
         new_hosts = [h for h in hosts if h.name not in before]
-        if confirm is not None and estimate is not None and new_hosts and not confirm(estimate.line()):
+        estimate = backend.estimate(len(hosts)) if confirm is not None and new_hosts else None  # None: free
+        if estimate is not None and not confirm(estimate.line()):
             raise BadInput("nothing was created")
         course = prepare_course(room)  # a missing image fails here, before any state is written
         key = state.admin_key(create=True)
