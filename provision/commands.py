@@ -58,7 +58,7 @@ class Classroom:
     def preload_strategy(self) -> Strategy:
         """push or pull: the file's choice, else the default of the backend the classroom runs on
         (`push` on local; `pull` on aws, so a cloud classroom never needs the trainer's engine)."""
-        return Strategy(self.config.preload.strategy or ("push" if self.backend_name == "local" else "pull"))
+        return self.config.preload.strategy or (Strategy.PUSH if self.backend_name == "local" else Strategy.PULL)
 
     @property
     def backend(self) -> Backend:
@@ -306,7 +306,7 @@ def render_sheets(room: Classroom, entries: list[RosterEntry] | None = None,
 @dataclass
 class HostStatus:
     name: str
-    role: str
+    role: Role
     student: str | None
     address: str | None
     port: int | None

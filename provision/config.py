@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import BadInput
+from .model import Strategy
 
 DEFAULT_FILE = Path("classroom.yaml")
 DEFAULT_NAME = "classroom"
@@ -223,7 +224,7 @@ def docker_daemon_config(mirror: str) -> dict[str, Any]:
 class PreloadConfig(_Strict):
     # push: the instructor's engine sends its images (default on local); pull: each host pulls
     # for itself (default on aws).
-    strategy: Literal["push", "pull"] | None = None
+    strategy: Strategy | None = None
     parallel: Annotated[Count, Field(ge=1, le=64)] = 16
     # Docker Hub pull-through mirror, written into each new host's daemon.json (any strategy, any
     # backend: students' own pulls use it too). Hosts made before a change keep their old setting
