@@ -15,7 +15,7 @@ pulumi_aws = pytest.importorskip("pulumi_aws")
 pytest.importorskip("boto3")
 from semver import VersionInfo
 
-from provision.backends import aws as aws_backend
+from provision.backends.aws import backend as aws_backend
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
