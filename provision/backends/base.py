@@ -28,8 +28,9 @@ class Estimate(Protocol):
     def line(self) -> str: ...
 
 
-class Findings(Protocol):
-    """What a backend's preflight found and its `ensure` uses (aws: the AMI, the zone, warnings)."""
+# What a backend's preflight found and its own `ensure` uses (aws: the AMI, the zone, warnings):
+# opaque to the caller, who only hands it from one to the other.
+Findings = object
 
 
 class Backend(ABC):

@@ -232,7 +232,7 @@ class LocalBackend(Backend):
                 )
 
     def ensure(self, hosts: list[HostSpec], admin_public_key: str,
-               progress: Progress = NULL_PROGRESS, found: None = None) -> EnsureResult:
+               progress: Progress = NULL_PROGRESS, found: object | None = None) -> EnsureResult:
         image = self.ensure_host_image(progress)
         network = self._ensure_network()
         existing = {c.labels.get("classroom.host"): c for c in self._containers()}
