@@ -487,7 +487,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
     import time
 
     from .checks import check_host
-    from .provisioning import open_admin, prepare_course, provision_host
+    from .provisioning import admin_session, prepare_course, provision_host
     from .reset import wipe_student
     from .swarm import converge_swarm, release_nodes
     from .ssh import in_parallel
@@ -522,11 +522,8 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
             if hard or machine is None or not machine.running:
                 machine = backend.replace(spec, key.public_line)
             else:  # engine started first, every Docker error fatal, leftovers looked for
-                connection = open_admin(machine, room.admin_access(), backend)
-                try:
+                with admin_session(machine, room.admin_access(), backend) as connection:
                     changes = wipe_student(connection, spec.student or "")
-                finally:
-                    connection.close()
             changes += provision_host(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
             checks, detail = check_host(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
                                         exercises=course.exercises is not None)
@@ -534,7 +531,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
             return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)
 
-        outcomes = in_parallel(specs, reset_one,
+        outcomes = in_parallel(specs, reset_one, limit=room.config.preload.parallel,
                                on_done=lambda s, _r, _e: room.progress.advance("reset", detail=s.name))
         room.progress.finish("reset")
         reports = []
@@ -560,7 +557,7 @@ def exec_on_hosts(room: Classroom, command: str, pattern: str = "*") -> list[Exe
     """Run a command as the admin on every host whose name matches `pattern`, in parallel."""
     from fnmatch import fnmatch
 
-    from .ssh import admin_connection, in_parallel, open_with_retry, run
+    from .ssh import admin_connection, in_parallel, opened, run
 
     machines = [m for m in room.backend.machines() if fnmatch(m.name, pattern) and m.running]
     if not machines:
@@ -568,11 +565,8 @@ def exec_on_hosts(room: Classroom, command: str, pattern: str = "*") -> list[Exe
     access = room.admin_access()
 
     def run_one(machine: Machine) -> ExecResult:
-        connection = open_with_retry(admin_connection(machine, access), 20)
-        try:
+        with opened(admin_connection(machine, access), 20) as connection:
             result = run(connection, command, timeout=3600)
-        finally:
-            connection.close()
         return ExecResult(machine.name, result.ok, result.exit_code, result.stdout, result.stderr)
 
     results = []

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import BadInput
+from .workers import PARALLEL
 
 DEFAULT_FILE = Path("classroom.yaml")
 DEFAULT_NAME = "classroom"
@@ -224,7 +225,7 @@ class PreloadConfig(_Strict):
     # push: the instructor's engine sends its images (default on local); pull: each host pulls
     # for itself (default on aws).
     strategy: Literal["push", "pull"] | None = None
-    parallel: Annotated[Count, Field(ge=1, le=64)] = 16
+    parallel: Annotated[Count, Field(ge=1, le=64)] = PARALLEL  # hosts worked on at once (workers.py)
     # Docker Hub pull-through mirror, written into each new host's daemon.json (any strategy, any
     # backend: students' own pulls use it too). Hosts made before a change keep their old setting
     # until they are replaced (`reset --hard`) or the classroom is made anew.
