@@ -3,10 +3,9 @@ only what it expects, and hosts are only ever given salted SHA-512 crypt hashes.
 
 from __future__ import annotations
 
-import shlex
-
 import io
 import json
+import shlex
 import stat
 
 from rich.console import Console
