@@ -16,7 +16,7 @@ from .backends.base import Backend, Leftover, Machine
 from .config import ClassroomConfig
 from .errors import BadInput, last_line
 from .progress import NULL_PROGRESS, Progress
-from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
+from .roster import HostSpec, RosterEntry, SwarmAccess, host_order, plan_hosts, student_names
 from .state import ClassroomState, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         entries = room.roster(machines)
         sheet_files, sheets_dir = render_sheets(room, entries, machines)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
-                                                                key=_order(hosts)),
+                                                                key=host_order),
                     sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
                     isolates_students=backend.isolates_students)
 
@@ -270,11 +270,6 @@ def require_recorded_course(room: Classroom) -> None:
                        "or `classroom up` applies this file")
     raise BadInput(f"{made_from} changed since classroom {name!r} was made from it: `classroom up` applies "
                    "a changed file")
-
-
-def _order(hosts: list[HostSpec]):
-    position = {h.name: i for i, h in enumerate(hosts)}
-    return lambda name: position.get(name, len(position))
 
 
 # --- sheets ----------------------------------------------------------------------------------------

@@ -6,8 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from stacks import host_order, plan_host_entries
+
 from .config import ClassroomConfig
 from .errors import BadInput
+
+__all__ = ["HostSpec", "Role", "RosterEntry", "SwarmAccess", "host_order", "plan_hosts", "resolve_host",
+           "ssh_command", "student_name", "student_names"]
 
 Role = Literal["student", "swarm-manager", "swarm-worker"]
 
@@ -35,12 +40,10 @@ def student_names(count: int) -> list[str]:
 
 
 def plan_hosts(config: ClassroomConfig) -> list[HostSpec]:
-    """Every host of the classroom: one per student, then swarm-1 … swarm-M."""
-    hosts = [HostSpec(student_name(i), "student", student_name(i), i) for i in range(1, config.students + 1)]
-    for k in range(1, config.swarm.nodes + 1):
-        role: Role = "swarm-manager" if k <= config.swarm.managers else "swarm-worker"
-        hosts.append(HostSpec(f"swarm-{k}", role, None, k))
-    return hosts
+    """Every host of the classroom: one per student, then swarm-1 … swarm-M (stacks' plan, which
+    `pulumi up` reads without the tool)."""
+    entries = plan_host_entries(config.students, config.swarm.nodes, config.swarm.managers)
+    return [HostSpec(e.name, e.role, e.student, int(e.name.rsplit("-", 1)[1])) for e in entries]
 
 
 _STUDENT_ARG = re.compile(r"^(?:student-)?0*(\d{1,4})$")
@@ -77,8 +80,7 @@ class RosterEntry:
 
     @property
     def ssh_command(self) -> str:
-        port = "" if self.port == 22 else f"-p {self.port} "
-        return f"ssh {port}{self.user}@{self.address}"
+        return ssh_command(self.user, self.address, self.port)
 
 
 @dataclass(frozen=True)
@@ -91,5 +93,9 @@ class SwarmAccess:
     port: int
 
     def ssh_command(self, user: str) -> str:
-        port = "" if self.port == 22 else f"-p {self.port} "
-        return f"ssh {port}{user}@{self.address}"
+        return ssh_command(user, self.address, self.port)
+
+
+def ssh_command(user: str, address: str, port: int) -> str:
+    """What a student types: `ssh -p 2201 student-01@127.0.0.1` (no -p for port 22)."""
+    return f"ssh {'' if port == 22 else f'-p {port} '}{user}@{address}"

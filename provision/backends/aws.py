@@ -39,6 +39,7 @@ from stacks import (
     PROJECT,
     ClassroomSpec,
     HostEntry,
+    host_order,
     ami_parameter,
     instance_urn,
     parse_expiry,
@@ -430,8 +431,7 @@ class AwsBackend(Backend):
         if self.failures:
             progress.note(f"AWS: {len(self.failures)} host(s) could not be created "
                           f"({', '.join(self.failures)}): the others go on; `classroom up` tries them again")
-        order = {name: i for i, name in enumerate(names)}
-        return sorted(self.wait_until_booted(machines, progress), key=lambda m: order.get(m.name, len(order)))
+        return sorted(self.wait_until_booted(machines, progress), key=lambda m: host_order(m.name))
 
     def _set_config(self, stack: auto.Stack, spec: ClassroomSpec) -> None:
         values = {**spec_to_config(spec), **self._extra_config}

@@ -23,9 +23,9 @@ import docker
 import docker.errors
 
 from ..config import ClassroomConfig, LocalConfig, docker_daemon_config
-from ..errors import BadInput, ClassroomError
+from ..errors import BadInput, ClassroomError, first_line
 from ..progress import NULL_PROGRESS, Progress
-from ..roster import HostSpec
+from ..roster import HostSpec, host_order
 from ..state import ClassroomState, HostKey
 from ..workers import worker_pool
 from .base import Backend, Leftover, Machine
@@ -128,7 +128,7 @@ def connect_engine() -> docker.DockerClient:
         return client
     except Exception as exc:  # the SDK raises several unrelated types for "no engine"
         where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = first_line(exc, 160)
         raise BadInput(
             f"cannot reach the Docker engine at {where} ({reason}): start it "
             "(sudo systemctl start docker, or scripts/setup-engine.sh) or set DOCKER_HOST"
@@ -269,7 +269,7 @@ class LocalBackend(Backend):
             errors = [f.exception() for f in [pool.submit(bring_up, s) for s in todo]]
         progress.finish("hosts")
         # One host that cannot start never stops the others: it is reported, and `up` exits 3.
-        self.failures = {spec.name: _short(error) for spec, error in zip(todo, errors, strict=True) if error is not None}
+        self.failures = {spec.name: first_line(error) for spec, error in zip(todo, errors, strict=True) if error is not None}
         wanted = {spec.name for spec in hosts}
         return [m for m in self.machines() if m.name in wanted]
 
@@ -292,7 +292,7 @@ class LocalBackend(Backend):
                 public_host=self.config.local.public_host, public_port=port,
                 private_address=address, machine_id=container.id,
             ))
-        return sorted(result, key=_host_order)
+        return sorted(result, key=lambda m: host_order(m.name))
 
     def replace(self, host: HostSpec, admin_public_key: str,
                 progress: Progress = NULL_PROGRESS) -> Machine:
@@ -478,16 +478,6 @@ def port_free(address: str, port: int) -> bool:
             return True
         except OSError:
             return False
-
-
-def _host_order(machine: Machine) -> tuple[int, int, str]:
-    number = machine.name.rsplit("-", 1)[-1]
-    return (0 if machine.role == "student" else 1, int(number) if number.isdigit() else 0, machine.name)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
 
 
 def tar_stream(path: Path, arcname: str, chunk: int = 1 << 20):
