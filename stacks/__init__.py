@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 PROJECT = "classroom"  # the Pulumi project name (Pulumi.yaml) and the config namespace
 MANAGED_BY = "classroom"  # value of the managed-by tag on every resource
@@ -157,6 +158,18 @@ def parse_duration(value: object) -> timedelta:
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"{text!r} is not a duration like 90m, 8h or 2d")
     return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def templates_dir() -> Path:
+    """The `templates/` folder (host image, cloud-init, sheets): the one beside this code first,
+    since an editable install maps `provision.templates` to the checkout it was made from, which
+    may be another one; else the installed package `provision.templates`."""
+    source = Path(__file__).resolve().parent.parent / "templates"
+    if (source / "__init__.py").is_file():
+        return source
+    from importlib.resources import files
+
+    return Path(str(files("provision.templates")))
 
 
 def parse_expiry(text: str) -> datetime:

@@ -15,12 +15,13 @@ import json
 import os
 import socket
 import tarfile
-from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlparse
 
 import docker
 import docker.errors
+
+from stacks import templates_dir
 
 from ..config import ClassroomConfig, LocalConfig, docker_daemon_config
 from ..errors import BadInput, ClassroomError, first_line
@@ -97,18 +98,8 @@ def host_container_args(local: LocalConfig, *, engine_cpus: int | None = None,
 
 
 def host_image_dir() -> Path:
-    """The folder with the host image's Dockerfile: the source tree beside this package first (an
-    editable install maps `provision.templates` to the checkout it was made from, not this one)."""
-    source = Path(__file__).resolve().parents[2] / "templates" / "host"
-    if (source / "Dockerfile").is_file():
-        return source
-    try:
-        path = Path(str(files("provision.templates"))) / "host"
-        if (path / "Dockerfile").is_file():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return source
+    """The folder with the host image's Dockerfile (stacks.templates_dir: the one beside this code)."""
+    return templates_dir() / "host"
 
 
 def host_image_tag() -> str:
