@@ -35,8 +35,8 @@ IMAGE_RE = re.compile(
 SETTING_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,39}$")  # what a setting's name looks like
 # Counts are YAML integers only: `students: true` (a bool is an int to Python), 2.5 or "3" is a mistake.
 Count = Annotated[int, Field(strict=True)]
-# What students publish with `-p` in the course (DESIGN.md's course: 80, 5000 for Compose,
-# 8000 for nginx): on aws the security group opens exactly these, plus 22.
+# What students publish with `-p` in the course (80, 5000 for Compose, 8000 for nginx): on aws
+# the security group opens exactly these, plus 22.
 DEFAULT_PORTS: list[int | str] = [80, 5000, "8000-8010"]
 PORT_RANGE_RE = re.compile(r"^(\d{1,5})\s*-\s*(\d{1,5})$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -330,10 +330,6 @@ class ClassroomConfig(_Strict):
     @property
     def ttl_delta(self) -> timedelta:
         return parse_duration(self.ttl)
-
-    @property
-    def preload_strategy(self) -> str:
-        return self.preload.strategy or ("push" if self.backend == "local" else "pull")
 
     @property
     def registry_mirror(self) -> str | None:

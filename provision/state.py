@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -280,12 +279,6 @@ class ClassroomState:
         meta.update(values)
         write_private(self.path / META_FILE, json.dumps(meta, indent=2, sort_keys=True, default=str))
         return meta
-
-    def created_at(self) -> datetime:
-        meta = self.meta()
-        if "created_at" not in meta:
-            meta = self.update_meta(created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        return datetime.fromisoformat(meta["created_at"])
 
     # --- lifecycle -----------------------------------------------------------------------------
     def remove(self) -> None:
