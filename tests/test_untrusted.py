@@ -111,3 +111,9 @@ def test_password_hashes_are_made_once_kept_private_and_follow_their_password(tm
 def password_not_in_file(path, passwords) -> bool:
     text = path.read_text()
     return all(password not in text for password in passwords.values())
+
+
+def test_the_login_line_reads_only_the_known_reasons():
+    fields = _parse("login student-01 shell\nlogin student-02 [red]x[/red]\n"
+                    "login student-03 ok extra\nlogin student-04 ok\n")
+    assert fields == {"login": [("student-01", "shell"), ("student-04", "ok")]}
