@@ -106,6 +106,10 @@ def open_admin(machine: Machine, access: AdminAccess, backend: Backend | None = 
     try:
         return open_with_retry(admin_connection(machine, access), gone=gone)
     except paramiko.AuthenticationException:
+        # A machine killed during the handshake can look like a refused key: say what happened.
+        reason = stopped_meanwhile(gone)
+        if reason:
+            raise RemoteError(f"{reason} while logging in") from None
         if backend is None or not access.public_line or not backend.repair_access(machine, access.public_line):
             raise RemoteError(f"{machine.name}: the admin key is refused (root's authorized_keys changed?) and "
                               f"this backend cannot put it back: `classroom reset --hard {machine.name}` "

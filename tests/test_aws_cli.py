@@ -197,7 +197,8 @@ def unreachable(monkeypatch) -> list[dict]:
     monkeypatch.setattr(paramiko.SSHClient, "connect", connect)
     real = ssh.open_with_retry
     for module in (ssh, provisioning, checks, swarm_session):
-        monkeypatch.setattr(module, "open_with_retry", lambda connection, _deadline=0: real(connection, 0))
+        monkeypatch.setattr(module, "open_with_retry",
+                            lambda connection, _deadline=0, **kwargs: real(connection, 0, **kwargs))
     return attempts
 
 
