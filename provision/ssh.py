@@ -157,7 +157,7 @@ def opened(connection: Connection, deadline_seconds: float = CONNECT_RETRY_SECON
     """`with opened(admin_connection(machine, access)) as connection:` the session, opened as
     `open_with_retry` does, and closed whatever happens in the block (or while opening)."""
     try:
-        yield open_with_retry(connection, deadline_seconds, gone)
+        yield open_with_retry(connection, deadline_seconds, gone=gone)
     finally:
         connection.close()
 
