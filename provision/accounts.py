@@ -11,37 +11,14 @@ from __future__ import annotations
 
 from fabric import Connection
 
-from .ssh import check
-
-# Reads `user:hash` lines on stdin. Creates missing users in the docker group and sets the hash
-# when /etc/shadow holds another. Prints `created USER` / `password USER` for what it changed.
-# The previous version kept unsalted sha256 digests of `user:password` in /etc/classroom/accounts,
-# readable by any student who is root through Docker: removed wherever it is found.
-ACCOUNTS_SCRIPT = r"""
-set -e
-umask 077
-rm -f /etc/classroom/accounts /etc/classroom/accounts.new
-while IFS=: read -r user hash; do
-  [ -n "$user" ] || continue
-  if ! id -u "$user" >/dev/null 2>&1; then
-    useradd --create-home --shell /bin/bash --groups docker "$user"
-    echo "created $user"
-  fi
-  id -nG "$user" | grep -qw docker || usermod -aG docker "$user"
-  if [ "$(getent shadow "$user" | cut -d: -f2)" != "$hash" ]; then
-    printf '%s:%s\n' "$user" "$hash" | chpasswd -e
-    echo "password $user"
-  fi
-done
-"""
-
+from .ssh import check, script_command
 
 def ensure_accounts(connection: Connection, hashes: dict[str, str]) -> list[str]:
     """Make sure each user exists with its password hash; returns what changed, for the report:
     `account student-01` (created) or `password of student-01 restored` (it had another)."""
     lines = "".join(f"{user}:{hashed}\n" for user, hashed in sorted(hashes.items()))
-    # sshd hands the command to root's shell, so the script runs as is; only stdin holds the hashes.
-    out = check(connection, ACCOUNTS_SCRIPT, stdin=lines, what="creating accounts")
+    # Only stdin holds the hashes (scripts/accounts.sh).
+    out = check(connection, script_command("accounts.sh"), stdin=lines, what="creating accounts")
     created = {user for verb, _, user in (line.partition(" ") for line in out.splitlines()) if verb == "created"}
     changes = []
     for verb, _, user in (line.partition(" ") for line in out.splitlines()):

@@ -1,12 +1,17 @@
 """Live checks of hosts, as a student would see them, without trusting what a host prints.
 
-One admin session (the classroom's key) per host does the work: it reads the accounts' hashes in
-/etc/shadow (compared here with the sheet's), then runs the student's part (`id`, Docker, the
-course's images by ID, their exercises) as the student through `runuser` with an empty
-environment, so none of the student's shell start-up files runs (sshd runs every command through
-the login shell, and Debian's bash sources ~/.bashrc even for `ssh host cmd`). The student's
-password itself is tried only on that student's own host, and only up to authentication (no
-shell): a shared Swarm node, where every student is root through Docker, never receives one.
+One admin session (the classroom's key) per host does the work (scripts/status_host.sh): it
+reads the accounts' hashes in /etc/shadow (compared here with the sheet's) and what else a
+password login needs (account not expired, a login shell, sshd taking passwords), then runs the
+student's part (`id`, Docker, the course's images by ID, their exercises) as the student through
+`runuser` with an empty environment, so none of the student's shell start-up files runs (sshd
+runs every command through the login shell, and Debian's bash sources ~/.bashrc even for
+`ssh host cmd`).
+
+So `ssh` means "the student can log in with the sheet's password" without a password being
+sent: `status` costs one session per host. `up` (and only `up`, after changing hosts) also logs
+in with the student's password, on that student's own host only and only up to authentication
+(no shell): a shared Swarm node, where every student is root through Docker, never receives one.
 
 What comes back is a line protocol: only the expected tokens are read (see `_parse`), the first
 of each kind; anything else a host prints is ignored, never shown.
@@ -15,7 +20,6 @@ of each kind; anything else a host prints is ignored, never shown.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,9 +27,9 @@ import paramiko
 
 from .model import Machine, Role
 from .errors import last_line
-from .exercises import CHECK_SCRIPT as EXERCISES_CHECK
+from .exercises import EXERCISES_DIR
 from .preload import IMAGES_FILE
-from .ssh import AdminAccess, HostKeyMismatch, admin_connection, in_parallel, open_with_retry, run, \
+from .ssh import AdminAccess, HostKeyMismatch, admin_connection, in_parallel, opened, run, script, script_command, \
     student_connection
 from .workers import worker_pool
 
@@ -33,28 +37,6 @@ if TYPE_CHECKING:
     from .commands import Classroom
 
 CHECK_CONNECT_SECONDS = 8.0
-STUDENT_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-# One `docker image ls` both proves the engine answers (the `docker` check) and lists the
-# images to compare: each `docker` run costs ~40 ms of a host's CPU, times 30 hosts.
-IMAGES_CHECK = rf"""
-if have=$(docker image ls --no-trunc --format '{{{{.Repository}}}}:{{{{.Tag}}}} {{{{.ID}}}}' 2>/dev/null); then
-  echo "docker ok"
-else
-  echo "docker -"
-fi
-if [ -f {IMAGES_FILE} ]; then
-  bad=0
-  while read -r name id; do
-    if [ "$id" = "-" ]; then printf '%s\n' "$have" | grep -q "^$name " || bad=$((bad + 1))
-    else printf '%s\n' "$have" | grep -qxF "$name $id" || bad=$((bad + 1)); fi
-  done < {IMAGES_FILE}
-  echo "images 1 $bad"
-else
-  echo "images 0 0"
-fi
-"""
-DOCKER_CHECK = "docker info --format 'docker {{.ServerVersion}}' 2>/dev/null || echo 'docker -'"
 
 # The only lines read back, each with exactly these fields.
 _LINES = {
@@ -63,6 +45,15 @@ _LINES = {
     "docker": re.compile(r"docker (\S+)"),
     "images": re.compile(r"images ([01]) (\d{1,6})"),
     "exercises": re.compile(r"exercises ([01]) (\d{1,6}) (\d{1,6})"),
+    "login": re.compile(r"login (student-\d+) (ok|expired|shell|nologin|sshd)"),
+}
+
+# Why status_host.sh says a password login cannot work, besides the hash.
+_LOGIN_STOPPED = {
+    "expired": "{user}'s account has expired",
+    "shell": "{user} has no valid login shell",
+    "nologin": "/etc/nologin refuses every student's login",
+    "sshd": "sshd does not take passwords (PasswordAuthentication)",
 }
 
 ADMIN_REFUSED = "the admin key is refused (root's authorized_keys changed?): `classroom up` repairs it"
@@ -75,20 +66,10 @@ def check_user(machine: Machine, hashes: dict[str, str]) -> str | None:
     return min(hashes) if hashes else None
 
 
-def check_script(accounts: list[str], user: str | None, *, images: bool, exercises: bool) -> str:
-    """Root's part (the accounts' hashes), then the student's part through runuser, no rc file read."""
-    lines = [f"printf 'shadow %s %s\\n' {shlex.quote(a)} \"$(getent shadow {shlex.quote(a)} | cut -d: -f2)\""
-             for a in accounts]
-    if user is not None:
-        student = "echo \"whoami $(id -un)\"\n" + (IMAGES_CHECK if images else DOCKER_CHECK)
-        if exercises:
-            student += "\n" + EXERCISES_CHECK
-        quoted = shlex.quote(user)
-        # runuser, not su or ssh: no login shell, no ~/.profile or ~/.bashrc; env -i: no inherited ENV.
-        lines.append(f"H=$(getent passwd {quoted} | cut -d: -f6)")
-        lines.append(f'[ -n "$H" ] && runuser -u {quoted} -- env -i HOME="$H" USER={quoted} LOGNAME={quoted} '
-                     f"PATH={STUDENT_PATH} sh -c {shlex.quote(student)} </dev/null 2>/dev/null")
-    return "\n".join(lines) + "\nexit 0\n"
+def check_command(accounts: list[str], user: str | None, *, images: bool, exercises: bool) -> str:
+    """Root's part (the accounts' hashes and logins), then the student's part as `user`."""
+    return script_command("status_host.sh", script("status_student.sh"), IMAGES_FILE if images else "",
+                          EXERCISES_DIR if exercises else "", user or "", *accounts)
 
 
 def _parse(output: str) -> dict[str, list[tuple[str, ...]]]:
@@ -104,8 +85,10 @@ def _parse(output: str) -> dict[str, list[tuple[str, ...]]]:
 
 
 def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str], *,
-               images: bool = False, exercises: bool = False) -> tuple[dict[str, bool], str | None]:
-    """{check: ok} and why not, for one host. `hashes` are the sheet's, as state.py keeps them."""
+               images: bool = False, exercises: bool = False, password_login: bool = False,
+               ) -> tuple[dict[str, bool], str | None]:
+    """{check: ok} and why not, for one host. `hashes` are the sheet's, as state.py keeps them.
+    `password_login`: also log in with the student's password (`up`, after changing hosts)."""
     checks = {"admin": False, "ssh": False, "docker": False}
     if images:
         checks["images"] = False
@@ -121,21 +104,24 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     if missing:
         details.append(f"no password hash kept for {', '.join(missing)}: `classroom up` makes it")
     user = check_user(machine, {a: hashes[a] for a in accounts if a in hashes})
-    script = check_script(accounts, user, images=images, exercises=exercises)
+    command = check_command(accounts, user, images=images, exercises=exercises)
 
     fields: dict[str, list[tuple[str, ...]]] | None = None
+    can_log_in = machine.role == "student" and user is not None  # a Swarm node never gets a password
     with worker_pool(1) as pool:
-        # The student's own host only: prove that sshd takes the sheet's password (no shell
-        # opened), while the admin session runs, so that a host costs one round trip, not two.
+        # Proving that sshd takes the sheet's password (no shell opened) runs beside the admin
+        # session, so that a host costs one round trip, not two.
         proof = pool.submit(_password_login, machine, access, user, passwords[user]) \
-            if machine.role == Role.STUDENT and user is not None else None
+            if password_login and can_log_in else None
         try:
-            fields = _parse(_as_admin(machine, access, script))
+            fields = _parse(_as_admin(machine, access, command))
             checks["admin"] = True
         except HostKeyMismatch as exc:
             return checks, exc.message  # not the host we made: not used (the proof pins the key too)
         except paramiko.AuthenticationException:
             details.append(ADMIN_REFUSED)
+            if proof is None and can_log_in:  # without root's view of /etc/shadow, only a login tells
+                proof = pool.submit(_password_login, machine, access, user, passwords[user])
         except Exception as exc:  # any failure to connect is a failed check, reported per host
             return checks, last_line(exc)
         refused = proof.result() if proof is not None else None
@@ -156,11 +142,14 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
                            "`classroom up` restores it")
         if absent:
             details.append(f"no account {', '.join(absent)}")
-    passwords_ok = fields is not None and not differs and not missing and not unanswered
+    stopped = sorted({(why, account) for account, why in (fields or {}).get("login", [])
+                      if account in accounts and account not in differs and why != "ok"})
+    details += list(dict.fromkeys(_LOGIN_STOPPED[why].format(user=account) for why, account in stopped))
+    passwords_ok = fields is not None and not differs and not missing and not unanswered and not stopped
     if proof is not None and not differs:  # a password that differs was said above already
         if refused is not None:
             details.append(refused)
-        passwords_ok = refused is None and not missing and not unanswered
+        passwords_ok = refused is None and not missing and not unanswered and not stopped
     checks["ssh"] = passwords_ok
 
     if fields is not None and user is not None:
@@ -186,23 +175,16 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     return checks, "; ".join(details) or None
 
 
-def _as_admin(machine: Machine, access: AdminAccess, script: str) -> str:
-    connection = open_with_retry(admin_connection(machine, access), CHECK_CONNECT_SECONDS)
-    try:
-        return run(connection, script, timeout=60).stdout
-    finally:
-        connection.close()
+def _as_admin(machine: Machine, access: AdminAccess, command: str) -> str:
+    with opened(admin_connection(machine, access), CHECK_CONNECT_SECONDS) as connection:
+        return run(connection, command, timeout=60).stdout
 
 
 def _password_login(machine: Machine, access: AdminAccess, user: str, password: str) -> str | None:
     """None when sshd accepts `user`'s password (host key checked first), else why not."""
     try:
-        connection = student_connection(machine, user, password, access.host_key(machine))
-        try:
-            open_with_retry(connection, CHECK_CONNECT_SECONDS)  # authentication only: no channel, no shell
-        finally:
-            connection.close()
-        return None
+        with opened(student_connection(machine, user, password, access.host_key(machine)), CHECK_CONNECT_SECONDS):
+            return None  # authentication only: no channel, no shell
     except paramiko.AuthenticationException:
         return f"{user}'s password is refused"
     except Exception as exc:
@@ -210,8 +192,9 @@ def _password_login(machine: Machine, access: AdminAccess, user: str, password: 
 
 
 def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                on_done: Callable[[Machine], None] | None = None,
+                on_done: Callable[[Machine], None] | None = None, *, password_login: bool = False,
                 ) -> dict[str, tuple[dict[str, bool], str | None]]:
+    """check_host on every machine, as many at once as the classroom's `preload.parallel` allows."""
     if not machines:
         return {}  # nothing to check: and no admin key made for a classroom that does not exist
     images = bool(room.config.images)
@@ -219,8 +202,9 @@ def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, s
     access = room.admin_access()
     hashes = room.state.known_password_hashes()
     outcomes = in_parallel(
-        machines, lambda m: check_host(m, access, passwords, hashes, images=images, exercises=exercises),
-        limit=max(len(machines), 1),  # one short session each: status of 30 hosts stays under 2 s
+        machines, lambda m: check_host(m, access, passwords, hashes, images=images, exercises=exercises,
+                                       password_login=password_login),
+        limit=room.config.preload.parallel,
         on_done=(lambda m, _r, _e: on_done(m)) if on_done else None,
     )
     results = {}

@@ -18,7 +18,7 @@ from .errors import BadInput, last_line
 from .hostwork import HostWork, SshHostWork
 from .progress import NULL_PROGRESS, Progress
 from .model import HostReport, HostSpec, Leftover, Machine, MachineState, Role, Strategy
-from .roster import RosterEntry, SwarmAccess, plan_hosts, student_names
+from .roster import RosterEntry, SwarmAccess, host_order, plan_hosts, student_names
 from .state import ClassroomState, CourseRecord, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         # No student host made at all (every one failed): exit 3 naming them, no sheets to print.
         sheet_files, sheets_dir = render_sheets(room, entries, machines) if entries else ([], None)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
-                                                                key=_order(hosts)),
+                                                                key=host_order),
                     sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
                     isolates_students=backend.isolates_students)
 
@@ -263,11 +263,6 @@ def require_recorded_course(room: Classroom) -> None:
                        "or `classroom up` applies this file")
     raise BadInput(f"{made_from} changed since classroom {name!r} was made from it: `classroom up` applies "
                    "a changed file")
-
-
-def _order(hosts: list[HostSpec]):
-    position = {h.name: i for i, h in enumerate(hosts)}
-    return lambda name: position.get(name, len(position))
 
 
 # --- sheets ----------------------------------------------------------------------------------------
@@ -521,7 +516,7 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
             return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)
 
-        outcomes = in_parallel(specs, reset_one,
+        outcomes = in_parallel(specs, reset_one, limit=room.config.preload.parallel,
                                on_done=lambda s, _r, _e: room.progress.advance("reset", detail=s.name))
         room.progress.finish("reset")
         reports = []
@@ -547,7 +542,7 @@ def exec_on_hosts(room: Classroom, command: str, pattern: str = "*") -> list[Exe
     """Run a command as the admin on every host whose name matches `pattern`, in parallel."""
     from fnmatch import fnmatch
 
-    from .ssh import admin_connection, in_parallel, open_with_retry, run
+    from .ssh import admin_connection, in_parallel, opened, run
 
     machines = [m for m in room.backend.machines() if fnmatch(m.name, pattern) and m.running]
     if not machines:
@@ -555,11 +550,8 @@ def exec_on_hosts(room: Classroom, command: str, pattern: str = "*") -> list[Exe
     access = room.admin_access()
 
     def run_one(machine: Machine) -> ExecResult:
-        connection = open_with_retry(admin_connection(machine, access), 20)
-        try:
+        with opened(admin_connection(machine, access), 20) as connection:
             result = run(connection, command, timeout=3600)
-        finally:
-            connection.close()
         return ExecResult(machine.name, result.ok, result.exit_code, result.stdout, result.stderr)
 
     results = []

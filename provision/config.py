@@ -17,8 +17,11 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stacks import parse_duration
+
 from .errors import BadInput
 from .model import Strategy
+from .workers import PARALLEL
 
 DEFAULT_FILE = Path("classroom.yaml")
 DEFAULT_NAME = "classroom"
@@ -30,26 +33,15 @@ IMAGE_RE = re.compile(
     r"^(?:(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9.-]+:[0-9]+)/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
-TTL_RE = re.compile(r"^(\d+)\s*([mhd])$")
-TTL_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 SETTING_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,39}$")  # what a setting's name looks like
 # Counts are YAML integers only: `students: true` (a bool is an int to Python), 2.5 or "3" is a mistake.
 Count = Annotated[int, Field(strict=True)]
-# What students publish with `-p` in the course (DESIGN.md's course: 80, 5000 for Compose,
-# 8000 for nginx): on aws the security group opens exactly these, plus 22.
+# What students publish with `-p` in the course (80, 5000 for Compose, 8000 for nginx): on aws
+# the security group opens exactly these, plus 22.
 DEFAULT_PORTS: list[int | str] = [80, 5000, "8000-8010"]
 PORT_RANGE_RE = re.compile(r"^(\d{1,5})\s*-\s*(\d{1,5})$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_REGISTRY_AUTH_ENV = "CLASSROOM_REGISTRY_AUTH"
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`90m`, `8h`, `2d` -> a timedelta; ValueError (one line) for anything else or zero."""
-    text = str(value).strip()
-    match = TTL_RE.match(text)
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration like 90m, 8h or 2d")
-    return timedelta(**{TTL_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def parse_ports(value: Any) -> list[tuple[int, int]]:
@@ -225,7 +217,7 @@ class PreloadConfig(_Strict):
     # push: the instructor's engine sends its images (default on local); pull: each host pulls
     # for itself (default on aws).
     strategy: Strategy | None = None
-    parallel: Annotated[Count, Field(ge=1, le=64)] = 16
+    parallel: Annotated[Count, Field(ge=1, le=64)] = PARALLEL  # hosts worked on at once (workers.py)
     # Docker Hub pull-through mirror, written into each new host's daemon.json (any strategy, any
     # backend: students' own pulls use it too). Hosts made before a change keep their old setting
     # until they are replaced (`reset --hard`) or the classroom is made anew.
@@ -338,12 +330,7 @@ class ClassroomConfig(_Strict):
 
     @property
     def ttl_delta(self) -> timedelta:
-        number, unit = TTL_RE.match(self.ttl).groups()  # type: ignore[union-attr]
-        return timedelta(**{TTL_UNITS[unit]: int(number)})
-
-    @property
-    def preload_strategy(self) -> str:
-        return self.preload.strategy or ("push" if self.backend == "local" else "pull")
+        return parse_duration(self.ttl)
 
     @property
     def registry_mirror(self) -> str | None:

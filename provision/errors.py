@@ -44,7 +44,17 @@ def last_line(value: object, limit: int = 200) -> str:
 
     Often a host's words, so cleaned of terminal control (provision/untrusted.py) on the way in.
     """
+    lines = _lines(value)
+    return (lines[-1] if lines else type(value).__name__)[:limit]
+
+
+def first_line(value: object, limit: int = 200) -> str:
+    """The first non-empty line of an error: where the Docker engine and Python put the reason."""
+    lines = _lines(value)
+    return (lines[0] if lines else type(value).__name__)[:limit]
+
+
+def _lines(value: object) -> list[str]:
     from .untrusted import clean
 
-    lines = [line for line in clean(str(value)).strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(value).__name__)[:limit]
+    return [line for line in clean(str(value)).strip().splitlines() if line.strip()]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import stat
 import tarfile
 import tempfile
@@ -30,7 +29,7 @@ from fabric import Connection
 
 from .errors import BadInput
 from .images import cache_dir, private_cache_folder
-from .ssh import check
+from .ssh import check, script_command
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Machine
@@ -168,66 +167,6 @@ def _walk(folder: Path):
             yield base / name
 
 
-# Runs as root. $1 user, $2 the uploaded tar (or "" to reuse the host's copy), $3 mode:
-# "sync" (a re-run: keep the student's edits) or "fresh" (reset: exactly the course).
-# stdin: the manifest. Prints one line per change: added/updated/kept/deleted PATH.
-# A new version is unpacked once into tree/ (root only) and the tar deleted: later resets copy
-# from there, which costs one copy of each file rather than unpacking the whole course again.
-SYNC_SCRIPT = r"""
-set -eu
-U=$1; UPLOAD=$2; MODE=$3
-H=$(getent passwd "$U" | cut -d: -f6)
-T="$H/exercises"; S=__DIR__
-mkdir -p "$S"; chmod 755 /var/lib/classroom "$S"
-cat > "$S/manifest.new"
-if [ -n "$UPLOAD" ]; then
-  rm -rf "$S/tree.new"; mkdir -m 700 "$S/tree.new"
-  tar -xf "$UPLOAD" -C "$S/tree.new" --same-permissions --no-same-owner
-  rm -rf "$UPLOAD" "$S/tree" "$S/course.tar" "$S/stage"; mv "$S/tree.new" "$S/tree"
-fi
-[ -d "$S/tree" ] || { echo "this host has no copy of the course's exercises" >&2; exit 1; }
-[ "$MODE" = fresh ] && rm -rf "$T" && rm -f "$S/manifest"
-[ -f "$S/manifest" ] || : > "$S/manifest"
-mkdir -p "$S/stamps"; P="$S/stamps/$U"; : > "$P.new"
-stamp() { printf '%s\t%s\n' "$1" "$(find "$2" -maxdepth 0 -printf '%s %T@')" >> "$P.new"; }
-if [ ! -d "$T" ]; then install -d -o "$U" -g "$U" -m 0755 "$T"; fi
-TAB=$(printf '\t')
-while IFS="$TAB" read -r kind mode sum path; do
-  dst="$T/$path"
-  if [ "$kind" = d ]; then
-    if [ ! -d "$dst" ]; then mkdir -p "$dst"; chmod "$mode" "$dst"; chown "$U:$U" "$dst"; fi
-    continue
-  fi
-  old=$(awk -F"$TAB" -v p="$path" '$4 == p { print $3 }' "$S/manifest")
-  if [ -e "$dst" ] || [ -L "$dst" ]; then
-    now=$(sha256sum < "$dst" | cut -c1-64)
-    [ "$now" = "$sum" ] && { stamp "$path" "$dst"; continue; }
-    if [ -n "$old" ] && [ "$now" != "$old" ]; then echo "kept $path"; continue; fi
-    verb=updated
-  else
-    if [ -n "$old" ]; then echo "deleted $path"; continue; fi
-    verb=added
-  fi
-  mkdir -p "$(dirname "$dst")"
-  cp -p "$S/tree/$path" "$dst.classroom-new"; chown "$U:$U" "$dst.classroom-new"
-  mv -f "$dst.classroom-new" "$dst"
-  stamp "$path" "$dst"
-  echo "$verb $path"
-done < "$S/manifest.new"
-mv "$S/manifest.new" "$S/manifest"; chmod 644 "$S/manifest"
-chmod 644 "$P.new"; mv "$P.new" "$P"
-""".replace("__DIR__", EXERCISES_DIR)
-
-# $1 user: "version DIGEST" when the host holds an unpacked course, "folder" when ~/exercises exists.
-STATE_SCRIPT = r"""
-S=__DIR__
-[ -d "$S/tree" ] && [ -f "$S/digest" ] && echo "version $(cat "$S/digest")"
-H=$(getent passwd "$1" | cut -d: -f6)
-[ -n "$H" ] && [ -d "$H/exercises" ] && echo folder
-true
-""".replace("__DIR__", EXERCISES_DIR)
-
-
 class ExerciseChange(StrEnum):
     """What the sync did to one file of ~/exercises (the first word of its output lines)."""
 
@@ -259,7 +198,7 @@ def sync_exercises(connection: Connection, backend: Backend, machine: Machine, u
     """
     from .preload import send_file
 
-    lines = check(connection, f"sh -c {shlex.quote(STATE_SCRIPT)} state {shlex.quote(user)}",
+    lines = check(connection, script_command("exercises_state.sh", EXERCISES_DIR, user),
                   what="reading exercises version").splitlines()
     current = next((line.split()[1] for line in lines if line.startswith("version ") and len(line.split()) == 2), "")
     fresh = fresh or "folder" not in lines  # "sync" would take every missing file for a deletion
@@ -271,28 +210,8 @@ def sync_exercises(connection: Connection, backend: Backend, machine: Machine, u
         send_file(connection, backend, machine, pack.archive, upload)
     elif not fresh:
         return {}
-    command = f"sh -c {shlex.quote(SYNC_SCRIPT)} sync {shlex.quote(user)} {shlex.quote(upload)} " \
-              f"{'fresh' if fresh else 'sync'}"
+    command = script_command("exercises_sync.sh", EXERCISES_DIR, user, upload, "fresh" if fresh else "sync")
     changes = check(connection, command, stdin=pack.manifest, what="copying exercises", timeout=600)
-    check(connection, f"echo {pack.digest} > {EXERCISES_DIR}/digest", what="recording exercises version")
+    check(connection, script_command("exercises_record.sh", EXERCISES_DIR, pack.digest),
+          what="recording exercises version")
     return parse_sync_output(changes)
-
-
-# Run as the student by `status` (and after each reset): "exercises PRESENT CHANGED MISSING"
-# against the manifest. A file whose size and mtime are still those the copy stamped is not
-# hashed again: with a 1.5 GB course file, hashing it was most of a reset's time. (A student who
-# sets an edited file's mtime back only hides the edit from this count.)
-CHECK_SCRIPT = r"""
-M=__DIR__/manifest; P=__DIR__/stamps/$(id -un)
-if [ ! -f "$M" ] || [ ! -d "$HOME/exercises" ]; then echo "exercises 0 0 0"; exit 0; fi
-[ -f "$P" ] || P=/dev/null
-changed=0; missing=0; TAB=$(printf '\t')
-while IFS="$TAB" read -r kind mode sum path; do
-  [ "$kind" = f ] || continue
-  f="$HOME/exercises/$path"
-  if [ ! -f "$f" ]; then missing=$((missing + 1))
-  elif grep -qxF -e "$path$TAB$(find "$f" -maxdepth 0 -printf '%s %T@')" "$P"; then :
-  elif [ "$(sha256sum < "$f" | cut -c1-64)" != "$sum" ]; then changed=$((changed + 1)); fi
-done < "$M"
-echo "exercises 1 $changed $missing"
-""".replace("__DIR__", EXERCISES_DIR)

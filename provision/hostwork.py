@@ -37,8 +37,10 @@ class HostWork(Protocol):
         """One host, checked as its student sees it."""
 
     def check_all(self, room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                  on_done: Callable[[Machine], None] | None = None) -> dict[str, Checks]:
-        """Every host, checked at once: host name -> checks."""
+                  on_done: Callable[[Machine], None] | None = None, *,
+                  password_login: bool = False) -> dict[str, Checks]:
+        """Every host, checked at once: host name -> checks. `password_login`: also log in with
+        each student's password for real (after provisioning), not only compare hashes."""
 
     def converge_swarm(self, machines: list[Machine], access: AdminAccess, managers: int,
                        progress: Progress) -> SwarmReport:
@@ -61,24 +63,21 @@ class SshHostWork:
         return provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
 
     def wipe(self, machine, access, backend, student):
-        from .provisioning import open_admin
+        from .provisioning import admin_session
         from .reset import wipe_student
 
-        connection = open_admin(machine, access, backend)
-        try:
+        with admin_session(machine, access, backend) as connection:
             return wipe_student(connection, student)
-        finally:
-            connection.close()
 
     def check(self, machine, access, passwords, hashes, *, images, exercises):
         from .checks import check_host
 
         return check_host(machine, access, passwords, hashes, images=images, exercises=exercises)
 
-    def check_all(self, room, machines, passwords, on_done=None):
+    def check_all(self, room, machines, passwords, on_done=None, *, password_login=False):
         from .checks import check_hosts
 
-        return check_hosts(room, machines, passwords, on_done=on_done)
+        return check_hosts(room, machines, passwords, on_done=on_done, password_login=password_login)
 
     def converge_swarm(self, machines, access, managers, progress):
         from .swarm import converge_swarm

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ClassroomConfig
-from .errors import BadInput, ClassroomError
+from .errors import BadInput, ClassroomError, first_line
 from .progress import NULL_PROGRESS, Progress
 
 
@@ -153,5 +153,4 @@ def _save(client, name: str, image, progress: Progress) -> CourseImage:
 
 
 def _explain(exc: Exception) -> str:
-    text = getattr(exc, "explanation", None) or str(exc)
-    return str(text).strip().splitlines()[0][:200]
+    return first_line(getattr(exc, "explanation", None) or exc)

@@ -48,10 +48,11 @@ def new_password() -> str:
 # HASH_ROUNDS = 20 000, four times glibc's default. A high-end GPU tries about 2 M SHA-512 crypt
 # hashes a second at 5000 rounds (hashcat mode 1800), so about 500 000 at 20 000: a 44.6-bit
 # password (see above) takes it about 300 days on average, against a classroom that lives a day.
-# The price is paid by sshd at every password login, and `status` proves one per student host:
-# measured on a local host, a password login costs 34 ms of the host's CPU at 5000 rounds, 49 ms
-# at 20 000 and 79 ms at 50 000 (sshd hashes more than once); a `status` of 30 hosts cost the
-# hosts 4.2 s of CPU in all at 20 000 and 5.2 s at 50 000, on a 2-core machine.
+# The price is paid by sshd at every password login, and `up` proves one per student host (status
+# compares /etc/shadow instead, checks.py): measured on a local host, a password login costs 34 ms
+# of the host's CPU at 5000 rounds, 49 ms at 20 000 and 79 ms at 50 000 (sshd hashes more than
+# once); 30 such logins cost the hosts 4.2 s of CPU in all at 20 000 and 5.2 s at 50 000, on a
+# 2-core machine.
 # SHA-512 crypt rather than yescrypt: every Linux libc verifies it (chpasswd -e needs that), and
 # it can be made without the host. Made with libpass (the maintained fork of passlib, same
 # `passlib` import): the stdlib's `crypt` is deprecated since Python 3.11 and gone in 3.13.

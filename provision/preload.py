@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fabric import Connection
 
 from .images import CourseImage
-from .ssh import RemoteError, check
+from .ssh import RemoteError, check, script_command
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Machine
@@ -24,15 +24,10 @@ IMAGES_FILE = f"{STATE_DIR}/images"  # "name id" per course image: what status a
 UPLOAD_DIR = "/var/tmp/classroom"
 
 
-# One engine call for all images, plus what the host recorded last time: a ready host answers
-# in one round trip (each `docker` invocation costs ~40 ms of CPU on the host).
-LIST_SCRIPT = (f"docker image ls --no-trunc --format '{{{{.Repository}}}}:{{{{.Tag}}}} {{{{.ID}}}}' "
-               f"&& echo '--' && cat {IMAGES_FILE} 2>/dev/null || true")
-
-
 def image_ids(connection: Connection, names: list[str]) -> tuple[dict[str, str | None], str]:
     """The ID of each named image on the host (None where missing), and the recorded list."""
-    listing, _, recorded = check(connection, LIST_SCRIPT, what="listing images").partition("--\n")
+    answer = check(connection, script_command("images_list.sh", IMAGES_FILE), what="listing images")
+    listing, _, recorded = answer.partition("--\n")
     on_host = dict(line.rsplit(" ", 1) for line in listing.splitlines() if " " in line)
     return {name: on_host.get(name) for name in names}, recorded
 
@@ -55,8 +50,7 @@ def push_images(connection: Connection, backend: Backend, machine: Machine,
             continue
         remote = f"{UPLOAD_DIR}/{image.image_id.split(':')[-1][:20]}.tar"
         send_file(connection, backend, machine, image.archive, remote)
-        check(connection, f"docker load -q -i {remote}; status=$?; rm -f {remote}; exit $status",
-              what=f"loading {image.name}", timeout=600)
+        check(connection, script_command("images_load.sh", remote), what=f"loading {image.name}", timeout=600)
         loaded.append(image.name)
     if loaded:
         after, _ = image_ids(connection, [i.name for i in images])
@@ -90,7 +84,5 @@ def images_text(images: list[CourseImage]) -> str:
 
 def record_images(connection: Connection, images: list[CourseImage]) -> None:
     """Write what the course expects, world-readable: status checks it as the student."""
-    lines = images_text(images)
-    check(connection, f"mkdir -p {STATE_DIR} && chmod 755 {STATE_DIR} && cat > {IMAGES_FILE}.new "
-                      f"&& chmod 644 {IMAGES_FILE}.new && mv {IMAGES_FILE}.new {IMAGES_FILE}",
-          stdin=lines, what="recording images")
+    check(connection, script_command("images_record.sh", IMAGES_FILE), stdin=images_text(images),
+          what="recording images")

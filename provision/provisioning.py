@@ -8,7 +8,8 @@ transfers nothing and changes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,8 @@ from .errors import BadInput, last_line
 from .exercises import ExerciseChange, ExerciseChanges, ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
-from .ssh import AdminAccess, RemoteError, admin_connection, check, in_parallel, open_with_retry
+from .ssh import AdminAccess, RemoteError, admin_connection, check, in_parallel, open_with_retry, \
+    script_command
 
 if TYPE_CHECKING:
     from .commands import Classroom
@@ -91,8 +93,7 @@ def accounts_for(machine: Machine, hashes: dict[str, str]) -> dict[str, str]:
 
 def ensure_engine(connection) -> bool:
     """Start the host's Docker engine if it stopped; True when it had to."""
-    out = check(connection, f"docker info >/dev/null 2>&1 && echo up || {{ {START_DOCKER} && echo started; }}",
-                what="starting Docker")
+    out = check(connection, script_command("docker_start.sh", START_DOCKER), what="starting Docker")
     return out.strip() == "started"
 
 
@@ -120,6 +121,18 @@ def open_admin(machine: Machine, access: AdminAccess, backend: Backend | None = 
     return connection
 
 
+@contextmanager
+def admin_session(machine: Machine, access: AdminAccess, backend: Backend | None = None,
+                  changes: list[str] | None = None) -> Iterator[Connection]:
+    """`with admin_session(machine, access, backend) as connection:` the session of `open_admin`
+    (admin access repaired when the backend can), closed whatever happens in the block."""
+    connection = open_admin(machine, access, backend, changes)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess,
                    course: Course | None = None, backend: Backend | None = None,
                    fresh_exercises: bool = False) -> list[str]:
@@ -128,30 +141,28 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
     `hashes` are the students' password hashes (state.py): a host never gets a password."""
     course = course or Course()
     changes: list[str] = []
-    connection = open_admin(machine, access, backend, changes)
     try:
-        if ensure_engine(connection):
-            changes.append("docker engine started")
-        accounts = accounts_for(machine, hashes)
-        changes += ensure_accounts(connection, accounts)
-        if course.images:
-            if course.strategy == Strategy.PUSH:
-                loaded = push_images(connection, backend, machine, course.images)
-            else:
-                loaded = pull_images(connection, course.images)
-            changes += [f"image {name}" for name in loaded]
-        if course.exercises is not None and machine.role == Role.STUDENT and machine.student in accounts:
-            done = sync_exercises(connection, backend, machine, machine.student, course.exercises,
-                                  fresh=fresh_exercises)
-            changes += summarize_exercise_changes(done)
-        return changes
+        with admin_session(machine, access, backend, changes) as connection:
+            if ensure_engine(connection):
+                changes.append("docker engine started")
+            accounts = accounts_for(machine, hashes)
+            changes += ensure_accounts(connection, accounts)
+            if course.images:
+                if course.strategy == Strategy.PUSH:
+                    loaded = push_images(connection, backend, machine, course.images)
+                else:
+                    loaded = pull_images(connection, course.images)
+                changes += [f"image {name}" for name in loaded]
+            if course.exercises is not None and machine.role == Role.STUDENT and machine.student in accounts:
+                done = sync_exercises(connection, backend, machine, machine.student, course.exercises,
+                                      fresh=fresh_exercises)
+                changes += summarize_exercise_changes(done)
+            return changes
     except Exception as exc:
         reason = stopped_meanwhile(machine_gone(backend, machine))
         if reason:  # the real cause, rather than a closed socket's last words
             raise RemoteError(f"{reason} while provisioning ({last_line(exc)})") from exc
         raise
-    finally:
-        connection.close()
 
 
 def stopped_meanwhile(gone: Callable[[], str | None] | None, grace: float = 2.0) -> str | None:
@@ -210,7 +221,8 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
     progress.finish("provision")
 
     progress.start("verify", "Checking every host as its students", total=len(running))
-    verified = room.remote.check_all(room, running, passwords,
+    # The hosts just changed: each student's password is also tried for real, up to authentication.
+    verified = room.remote.check_all(room, running, passwords, password_login=True,
                                      on_done=lambda m: progress.advance("verify", detail=m.name))
     progress.finish("verify")
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from stacks import host_order, plan_host_entries
+
 from .config import ClassroomConfig
 from .errors import BadInput
 from .model import HostSpec, Role
+
+__all__ = ["HostSpec", "Role", "RosterEntry", "SwarmAccess", "host_order", "plan_hosts", "resolve_host",
+           "ssh_command", "student_name", "student_names"]
 
 def student_name(index: int) -> str:
     return f"student-{index:02d}"
@@ -18,12 +23,10 @@ def student_names(count: int) -> list[str]:
 
 
 def plan_hosts(config: ClassroomConfig) -> list[HostSpec]:
-    """Every host of the classroom: one per student, then swarm-1 … swarm-M."""
-    hosts = [HostSpec(student_name(i), Role.STUDENT, student_name(i), i) for i in range(1, config.students + 1)]
-    for k in range(1, config.swarm.nodes + 1):
-        role = Role.SWARM_MANAGER if k <= config.swarm.managers else Role.SWARM_WORKER
-        hosts.append(HostSpec(f"swarm-{k}", role, None, k))
-    return hosts
+    """Every host of the classroom: one per student, then swarm-1 … swarm-M (stacks' plan, which
+    `pulumi up` reads without the tool)."""
+    entries = plan_host_entries(config.students, config.swarm.nodes, config.swarm.managers)
+    return [HostSpec(e.name, Role(e.role), e.student, int(e.name.rsplit("-", 1)[1])) for e in entries]
 
 
 _STUDENT_ARG = re.compile(r"^(?:student-)?0*(\d{1,4})$")
@@ -60,8 +63,7 @@ class RosterEntry:
 
     @property
     def ssh_command(self) -> str:
-        port = "" if self.port == 22 else f"-p {self.port} "
-        return f"ssh {port}{self.user}@{self.address}"
+        return ssh_command(self.user, self.address, self.port)
 
 
 @dataclass(frozen=True)
@@ -74,5 +76,9 @@ class SwarmAccess:
     port: int
 
     def ssh_command(self, user: str) -> str:
-        port = "" if self.port == 22 else f"-p {self.port} "
-        return f"ssh {port}{user}@{self.address}"
+        return ssh_command(user, self.address, self.port)
+
+
+def ssh_command(user: str, address: str, port: int) -> str:
+    """What a student types: `ssh -p 2201 student-01@127.0.0.1` (no -p for port 22)."""
+    return f"ssh {'' if port == 22 else f'-p {port} '}{user}@{address}"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from stacks import templates_dir
+
 from .errors import BadInput
 from .roster import RosterEntry, SwarmAccess
 from .state import write_private
@@ -211,7 +213,7 @@ def _write(path: Path, content: str) -> Path:
 @cache
 def _environment(fmt: str) -> Environment:
     env = Environment(
-        loader=FileSystemLoader(str(_templates_dir())),
+        loader=FileSystemLoader(str(templates_dir() / "sheets")),
         autoescape=fmt == "html",  # HTML only: Markdown puts values in code spans instead
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -220,18 +222,6 @@ def _environment(fmt: str) -> Environment:
     )
     env.filters["code"] = markdown_code
     return env
-
-
-def _templates_dir() -> Path:
-    """`templates/sheets`: from the installed package `provision.templates`, else from the source tree."""
-    from importlib.resources import files
-
-    try:
-        return Path(str(files("provision.templates"))) / "sheets"
-    except ModuleNotFoundError:
-        # Running from a checkout: `templates/` sits beside the `provision/` package and only
-        # becomes `provision.templates` once installed (see pyproject.toml).
-        return Path(__file__).resolve().parent.parent / "templates" / "sheets"
 
 
 def markdown_code(value: object) -> str:

@@ -7,13 +7,16 @@ code that runs against cloud hosts.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
+import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,12 +26,11 @@ from fabric import Config, Connection
 from .model import Machine
 from .errors import ClassroomError, last_line
 from .untrusted import clean
-from .workers import worker_pool
+from .workers import PARALLEL, worker_pool
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-DEFAULT_PARALLEL = 16  # two cores: more sessions at once cost more than they bring (ENVIRONMENT.md)
 CONNECT_RETRY_SECONDS = 90.0  # fresh hosts (and cloud-init) take a while before sshd answers
 ALIVE_CHECK_SECONDS = 5.0  # while retrying, how often to ask the backend whether the machine still runs (a cloud API call)
 
@@ -149,6 +151,17 @@ def open_with_retry(connection: Connection, deadline_seconds: float = CONNECT_RE
             delay = min(delay * 1.6, 3.0)
 
 
+@contextmanager
+def opened(connection: Connection, deadline_seconds: float = CONNECT_RETRY_SECONDS,
+           gone: Callable[[], str | None] | None = None) -> Iterator[Connection]:
+    """`with opened(admin_connection(machine, access)) as connection:` the session, opened as
+    `open_with_retry` does, and closed whatever happens in the block (or while opening)."""
+    try:
+        yield open_with_retry(connection, deadline_seconds, gone=gone)
+    finally:
+        connection.close()
+
+
 def run(connection: Connection, command: str, *, stdin: str | None = None, timeout: int = 300) -> Result:
     """Run a command; `stdin` (secrets) goes through the channel, never the command line."""
     return _run_on_channel(connection, command, stdin or "", timeout)
@@ -191,10 +204,23 @@ def check(connection: Connection, command: str, *, stdin: str | None = None, wha
     return result.stdout
 
 
-def in_parallel(items: Iterable[T], work: Callable[[T], R], limit: int = DEFAULT_PARALLEL,
+@functools.cache
+def script(name: str) -> str:
+    """A shell script run on hosts, from the package's scripts/ folder (the tests run shellcheck on each)."""
+    return resources.files(__package__).joinpath("scripts", name).read_text()
+
+
+def script_command(name: str, *args: str) -> str:
+    """The command that runs script `name` with `args` as its $1, $2…: paths and names, never a
+    secret (secrets go on stdin, see `run`)."""
+    return shlex.join(["sh", "-c", script(name), name, *args])
+
+
+def in_parallel(items: Iterable[T], work: Callable[[T], R], limit: int = PARALLEL,
                 on_done: Callable[[T, R | None, BaseException | None], None] | None = None,
                 ) -> list[tuple[T, R | None, BaseException | None]]:
-    """Run `work` on every item with at most `limit` at once; one failure never stops the others."""
+    """Run `work` on every item with at most `limit` at once (workers.py: the classroom file's
+    `preload.parallel` where a classroom is known); one failure never stops the others."""
     items = list(items)
     results: list[tuple[T, R | None, BaseException | None]] = []
 
@@ -209,6 +235,6 @@ def in_parallel(items: Iterable[T], work: Callable[[T], R], limit: int = DEFAULT
 
     if not items:
         return results
-    with worker_pool(max(1, min(limit, len(items)))) as pool:
+    with worker_pool(len(items), limit) as pool:
         results = list(pool.map(guarded, items))
     return results

@@ -15,10 +15,10 @@ import shutil
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -354,12 +354,6 @@ class ClassroomState:
         meta = ClassroomMeta.model_validate({**self.meta().model_dump(exclude_unset=True), **values})
         write_private(self.path / META_FILE, meta.as_json())
         return meta
-
-    def created_at(self) -> datetime:
-        meta = self.meta()
-        if meta.created_at is None:
-            meta = self.update_meta(created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        return datetime.fromisoformat(meta.created_at)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def remove(self) -> None:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 PROJECT = "classroom"  # the Pulumi project name (Pulumi.yaml) and the config namespace
 MANAGED_BY = "classroom"  # value of the managed-by tag on every resource
@@ -145,15 +146,30 @@ def spec_to_config(spec: ClassroomSpec) -> dict[str, str]:
     return config
 
 
-_TTL = re.compile(r"^(\d+)\s*([mhd])$")
+_DURATION = re.compile(r"^(\d+)\s*([mhd])$")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
-def parse_ttl(text: str) -> timedelta:
-    match = _TTL.match(text.strip())
-    if not match:
-        raise ValueError(f"ttl: {text!r} is not a duration like 90m, 8h or 2d")
-    number, unit = int(match.group(1)), match.group(2)
-    return timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: number})
+def parse_duration(value: object) -> timedelta:
+    """`90m`, `8h`, `2d` -> a timedelta; ValueError (one line) for anything else or zero.
+    The classroom file's durations (provision.config) are read by this one too."""
+    text = str(value).strip()
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration like 90m, 8h or 2d")
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def templates_dir() -> Path:
+    """The `templates/` folder (host image, cloud-init, sheets): the one beside this code first,
+    since an editable install maps `provision.templates` to the checkout it was made from, which
+    may be another one; else the installed package `provision.templates`."""
+    source = Path(__file__).resolve().parent.parent / "templates"
+    if (source / "__init__.py").is_file():
+        return source
+    from importlib.resources import files
+
+    return Path(str(files("provision.templates")))
 
 
 def parse_expiry(text: str) -> datetime:
@@ -164,11 +180,20 @@ def parse_expiry(text: str) -> datetime:
 
 
 def plan_host_entries(students: int, swarm_nodes: int = 0, managers: int = 1) -> tuple[HostEntry, ...]:
-    """The same plan as provision.roster.plan_hosts, for `pulumi up` without the tool."""
+    """Every host of a classroom, in `host_order`: one per student, then swarm-1 … swarm-M.
+    Here rather than in provision (whose roster.plan_hosts builds on it) so that `pulumi up`
+    runs without the tool."""
     hosts = [HostEntry(f"student-{i:02d}", "student", f"student-{i:02d}") for i in range(1, students + 1)]
     hosts += [HostEntry(f"swarm-{k}", "swarm-manager" if k <= managers else "swarm-worker")
               for k in range(1, swarm_nodes + 1)]
     return tuple(hosts)
+
+
+def host_order(name: str) -> tuple[int, int, str]:
+    """Sort key of a host name: students first, then Swarm nodes, each by number (swarm-2
+    before swarm-10)."""
+    number = name.rsplit("-", 1)[-1]
+    return (0 if name.startswith("student-") else 1, int(number) if number.isdigit() else 0, name)
 
 
 def spec_from_values(get: Callable[[str], str | None], stack: str,
@@ -196,7 +221,7 @@ def spec_from_values(get: Callable[[str], str | None], stack: str,
     if expires:
         expires_at = parse_expiry(expires)
     else:
-        expires_at = (now or datetime.now(timezone.utc)) + parse_ttl(text("ttl") or "8h")
+        expires_at = (now or datetime.now(timezone.utc)) + parse_duration(text("ttl") or "8h")
         expires_at = expires_at.replace(second=0, microsecond=0)
     ports = get("ports")  # "" is a course that publishes nothing; None: not set
     keys = json.loads(text("hostKeys") or "{}")

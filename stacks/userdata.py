@@ -10,9 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 from functools import cache
-from pathlib import Path
 
-from . import VPC_CIDR, ClassroomSpec, HostEntry
+from . import VPC_CIDR, ClassroomSpec, HostEntry, templates_dir
 
 TEMPLATE = "cloud-init.yaml.j2"
 MAX_AUTH_TRIES = 5
@@ -21,13 +20,8 @@ USER_DATA_LIMIT = 16384  # bytes: EC2 refuses larger user data (before base64)
 
 @cache
 def template_text(name: str = TEMPLATE) -> str:
-    """The template, from the repository's `templates/` or the installed `provision.templates`."""
-    local = Path(__file__).resolve().parent.parent / "templates" / name
-    if local.is_file():
-        return local.read_text(encoding="utf-8")
-    from importlib.resources import files
-
-    return files("provision.templates").joinpath(name).read_text(encoding="utf-8")
+    """The template, from `templates_dir()`."""
+    return (templates_dir() / name).read_text(encoding="utf-8")
 
 
 def fail2ban_ignore(spec: ClassroomSpec) -> str:

@@ -133,7 +133,7 @@ class FakeHostWork:
             return {**ALL_OK, "docker": False}, "docker does not answer"
         return dict(ALL_OK), None
 
-    def check_all(self, room, machines, passwords, on_done=None):
+    def check_all(self, room, machines, passwords, on_done=None, *, password_login=False):
         results = {}
         for machine in machines:
             results[machine.name] = self.check(machine, None, passwords, {}, images=False, exercises=False)

@@ -35,7 +35,7 @@ from botocore.stub import Stubber
 from conftest import fake_aws_credentials
 from test_aws_backend import FakePulumi, make_lost_classroom  # the stand-ins (shared, not copied)
 
-from provision import backends, checks, provisioning, ssh
+from provision import backends, provisioning, ssh
 from provision import engine as trainer_engine
 from provision.backends.aws import cost
 from provision.swarm import session as swarm_session
@@ -200,7 +200,7 @@ def unreachable(monkeypatch) -> list[dict]:
 
     monkeypatch.setattr(paramiko.SSHClient, "connect", connect)
     real = ssh.open_with_retry
-    for module in (ssh, provisioning, checks, swarm_session):
+    for module in (ssh, provisioning, swarm_session):  # checks opens through ssh.opened
         monkeypatch.setattr(module, "open_with_retry",
                             lambda connection, _deadline=0, **kwargs: real(connection, 0, **kwargs))
     return attempts

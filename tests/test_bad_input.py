@@ -1,4 +1,4 @@
-"""Bad input (DESIGN.md's contract): exit code 2, exactly one line on stderr that says what is
+"""Bad input (docs/design.md's contract): exit code 2, exactly one line on stderr that says what is
 wrong, and nothing created: no state folder, nothing on the engine with the classroom's label.
 """
 

@@ -1,4 +1,4 @@
-"""The classroom file: DESIGN.md's example reads as written, options override it, paths are
+"""The classroom file: the design's example reads as written, options override it, paths are
 relative to the file, and every bad value is one `BadInput` line that names the field.
 """
 

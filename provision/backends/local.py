@@ -15,18 +15,20 @@ import json
 import os
 import socket
 import tarfile
-from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlparse
 
 import docker
 import docker.errors
 
+from stacks import templates_dir
+
 from ..config import ClassroomConfig, LocalConfig, docker_daemon_config
 from ..engine import connect_engine
-from ..errors import BadInput, ClassroomError
+from ..errors import BadInput, ClassroomError, first_line
 from ..progress import NULL_PROGRESS, Progress
 from ..model import HostSpec, MachineState, Role
+from ..roster import host_order
 from ..state import ClassroomState, HostKey
 from ..workers import worker_pool
 from .base import Backend, EnsureResult, Leftover, Machine
@@ -37,7 +39,6 @@ HOST_IMAGE_REPO = "classroom-host"
 BASE_IMAGE = "debian:bookworm-slim"
 SWARM_PORT_OFFSET = 100  # swarm-1 -> ssh_port_base + 101: clear of up to 100 students
 HOST_KEY_FILE = "ssh_host_ed25519_key"  # the only HostKey of the image's sshd_config
-PARALLEL = 16  # creating 30 hosts: 21.9 s with 16 threads, 22.9 s with 8 (the engine serialises part of it)
 
 # What a nested Docker engine needs, and nothing more: Docker's default set (its containers get
 # these, so it must hold them) plus SYS_ADMIN (mounts, namespaces, cgroups) and NET_ADMIN
@@ -99,18 +100,8 @@ def host_container_args(local: LocalConfig, *, engine_cpus: int | None = None,
 
 
 def host_image_dir() -> Path:
-    """The folder with the host image's Dockerfile: the source tree beside this package first (an
-    editable install maps `provision.templates` to the checkout it was made from, not this one)."""
-    source = Path(__file__).resolve().parents[2] / "templates" / "host"
-    if (source / "Dockerfile").is_file():
-        return source
-    try:
-        path = Path(str(files("provision.templates"))) / "host"
-        if (path / "Dockerfile").is_file():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return source
+    """The folder with the host image's Dockerfile (stacks.templates_dir: the one beside this code)."""
+    return templates_dir() / "host"
 
 
 def host_image_tag() -> str:
@@ -252,11 +243,11 @@ class LocalBackend(Backend):
                 container.start()
             progress.advance("hosts", detail=spec.name)
 
-        with worker_pool(PARALLEL) as pool:
+        with worker_pool(len(todo), self.config.preload.parallel) as pool:
             errors = [f.exception() for f in [pool.submit(bring_up, s) for s in todo]]
         progress.finish("hosts")
         # One host that cannot start never stops the others: it is reported, and `up` exits 3.
-        failures = {spec.name: _short(error) for spec, error in zip(todo, errors, strict=True) if error is not None}
+        failures = {spec.name: first_line(error) for spec, error in zip(todo, errors, strict=True) if error is not None}
         wanted = {spec.name for spec in hosts}
         return EnsureResult([m for m in self.machines() if m.name in wanted], failures)
 
@@ -279,7 +270,7 @@ class LocalBackend(Backend):
                 public_host=self.config.local.public_host, public_port=port,
                 private_address=address, machine_id=container.id,
             ))
-        return sorted(result, key=_host_order)
+        return sorted(result, key=lambda m: host_order(m.name))
 
     def replace(self, host: HostSpec, admin_public_key: str,
                 progress: Progress = NULL_PROGRESS) -> Machine:
@@ -304,7 +295,7 @@ class LocalBackend(Backend):
             removed.append(Leftover("container", container.name))
             progress.advance("destroy", detail=container.labels.get("classroom.host"))
 
-        with worker_pool(PARALLEL) as pool:
+        with worker_pool(len(containers), self.config.preload.parallel) as pool:
             list(pool.map(remove, containers))
         for volume in self.client.volumes.list(filters=self._filters()):
             self._remove_volume(volume.name)
@@ -465,16 +456,6 @@ def port_free(address: str, port: int) -> bool:
             return True
         except OSError:
             return False
-
-
-def _host_order(machine: Machine) -> tuple[int, int, str]:
-    number = machine.name.rsplit("-", 1)[-1]
-    return (0 if machine.role == "student" else 1, int(number) if number.isdigit() else 0, machine.name)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
 
 
 def tar_stream(path: Path, arcname: str, chunk: int = 1 << 20):

@@ -227,7 +227,6 @@ class StandIn:
 
 
 Action = Init | ForceNewCluster | RemoveStale | Join | Promote | Demote | StandIn
-ESTABLISHING = (Init, ForceNewCluster)  # they change which cluster there is: observe again after them
 
 
 @dataclass(frozen=True)

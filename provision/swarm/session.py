@@ -24,6 +24,7 @@ from fabric import Connection
 
 from ..model import Machine
 from ..errors import ClassroomError, last_line
+from ..roster import host_order
 from ..ssh import (CONNECT_RETRY_SECONDS, AdminAccess, RemoteError, Result, admin_connection, in_parallel,
                    open_with_retry, run)
 from .planner import Availability, Cluster, Entry, LocalState, LocalSwarm, NodeStatus, NodeView, Reachability, SwarmRole
@@ -79,12 +80,7 @@ class Secrets:
 
 def swarm_machines(machines: Iterable[Machine]) -> list[Machine]:
     """The Swarm nodes among a classroom's machines, in order (swarm-1, swarm-2, …, swarm-10)."""
-    return sorted((m for m in machines if m.role != "student"), key=_index)
-
-
-def _index(machine: Machine) -> tuple[int, str]:
-    number = machine.name.rsplit("-", 1)[-1]
-    return (int(number) if number.isdigit() else 0, machine.name)
+    return sorted((m for m in machines if m.role != "student"), key=lambda m: host_order(m.name))
 
 
 # --- one node, over SSH ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from stacks import (
     PROJECT,
     ClassroomSpec,
     HostEntry,
+    host_order,
     ami_parameter,
     instance_urn,
     parse_expiry,
@@ -430,8 +431,7 @@ class AwsBackend(Backend):
         if failures:
             progress.note(f"AWS: {len(failures)} host(s) could not be created "
                           f"({', '.join(failures)}): the others go on; `classroom up` tries them again")
-        order = {name: i for i, name in enumerate(names)}
-        booted = sorted(self.wait_until_booted(machines, progress), key=lambda m: order.get(m.name, len(order)))
+        booted = sorted(self.wait_until_booted(machines, progress), key=lambda m: host_order(m.name))
         return EnsureResult(booted, failures)
 
     def _set_config(self, stack: auto.Stack, spec: ClassroomSpec) -> None:

@@ -1,0 +1,72 @@
+# Run as root. $1 what: `wipe USER` or `leftovers`; $2 the file where the host records the
+# course's images ("REF ID" lines); $3 (wipe) the student.
+#
+# wipe: leaves any Swarm; removes containers, networks, volumes, images that are not the course's
+# (by name and ID), build cache; ends the student's processes; fresh home folder. Every Docker
+# failure ends it with the engine's message. Images are removed in up to two rounds: an image can
+# only go once the images built on it are gone.
+# leftovers: one "KIND NAME" line for anything of the student's still on the engine.
+set -eu
+WHAT=$1; K=$2
+[ -f "$K" ] || K=/dev/null
+
+# Whether `REF ID` is one of the course's images; an untagged image (`<none>`) is kept when its
+# ID is one of them.
+course_image() {
+  grep -qxF "$1 $2" "$K" && return 0
+  case "$1" in *:"<none>") awk -v i="$2" '$2 == i { found = 1 } END { exit !found }' "$K" ;; *) return 1 ;; esac
+}
+image_list() { docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'; }
+swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}'; }
+
+leftovers() {
+  docker ps -a --format 'container {{.ID}}'
+  docker volume ls --format 'volume {{.Name}}'
+  docker network ls --filter type=custom --format 'network {{.ID}}'
+  out=$(image_list)
+  printf '%s\n' "$out" | while read -r ref id; do
+    [ -n "$ref" ] || continue
+    course_image "$ref" "$id" || printf 'image %s\n' "$ref"
+  done
+  swarm=$(swarm_state); [ "$swarm" = inactive ] || echo "swarm $swarm"
+}
+
+remove_images() {
+  image_list > "$W/images" || return 1
+  failed=0
+  while read -r ref id; do
+    course_image "$ref" "$id" && continue
+    case "$ref" in *:"<none>") target=$id ;; *) target=$ref ;; esac
+    docker rmi -f "$target" >/dev/null 2>"$W/error" || failed=1
+  done < "$W/images"
+  return $failed
+}
+
+wipe() {
+  U=$1
+  docker info >/dev/null 2>&1 || { echo "the host's Docker engine does not answer" >&2; exit 1; }
+  W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+  if [ "$(swarm_state)" != inactive ]; then docker swarm leave --force >/dev/null; fi
+  ids=$(docker ps -aq)
+  # shellcheck disable=SC2086 # IDs, one word each: split on purpose
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  docker network prune -f >/dev/null
+  vols=$(docker volume ls -q)
+  # shellcheck disable=SC2086 # volume names, one word each: split on purpose
+  [ -z "$vols" ] || docker volume rm -f $vols >/dev/null
+  remove_images || remove_images || { cat "$W/error" >&2; exit 1; }
+  docker builder prune -af >/dev/null
+  pkill -KILL -u "$U" 2>/dev/null || true; sleep 0.2; pkill -KILL -u "$U" 2>/dev/null || true
+  H=$(getent passwd "$U" | cut -d: -f6)
+  case "$H" in /home/?*) ;; *) echo "unexpected home folder for $U: $H" >&2; exit 1;; esac
+  rm -rf "$H" && cp -rT /etc/skel "$H" && chown -R "$U:$U" "$H" && chmod 755 "$H"
+  find /tmp /var/tmp -xdev -user "$U" -delete 2>/dev/null || true
+  crontab -r -u "$U" 2>/dev/null || true
+  echo "done"
+}
+
+case "$WHAT" in
+  wipe) wipe "$3" ;;
+  leftovers) leftovers ;;
+  *) echo "reset.sh: unknown action $WHAT" >&2; exit 2 ;;
+esac
