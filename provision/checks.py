@@ -65,7 +65,9 @@ _LINES = {
     "exercises": re.compile(r"exercises ([01]) (\d{1,6}) (\d{1,6})"),
 }
 
-ADMIN_REFUSED = "the admin key is refused (root's authorized_keys changed?): `classroom up` repairs it"
+ADMIN_REFUSED = "the admin key is refused (root's authorized_keys or sshd's configuration changed?): "
+# What repairs it: a backend that reaches hosts without SSH (local: the engine) puts it all back.
+ADMIN_REPAIR = {True: "`classroom up` repairs it", False: "`classroom reset --hard {host}` replaces the machine"}
 
 
 def check_user(machine: Machine, hashes: dict[str, str]) -> str | None:
@@ -104,8 +106,10 @@ def _parse(output: str) -> dict[str, list[tuple[str, ...]]]:
 
 
 def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str], *,
-               images: bool = False, exercises: bool = False) -> tuple[dict[str, bool], str | None]:
-    """{check: ok} and why not, for one host. `hashes` are the sheet's, as state.py keeps them."""
+               images: bool = False, exercises: bool = False,
+               repairable: bool = True) -> tuple[dict[str, bool], str | None]:
+    """{check: ok} and why not, for one host. `hashes` are the sheet's, as state.py keeps them.
+    `repairable`: whether the backend can put a refused admin key back (Backend.can_repair_access)."""
     checks = {"admin": False, "ssh": False, "docker": False}
     if images:
         checks["images"] = False
@@ -135,7 +139,7 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
         except HostKeyMismatch as exc:
             return checks, exc.message  # not the host we made: not used (the proof pins the key too)
         except paramiko.AuthenticationException:
-            details.append(ADMIN_REFUSED)
+            details.append(ADMIN_REFUSED + ADMIN_REPAIR[repairable].format(host=machine.name))
         except Exception as exc:  # any failure to connect is a failed check, reported per host
             return checks, last_line(exc)
         refused = proof.result() if proof is not None else None
@@ -219,7 +223,8 @@ def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, s
     access = room.admin_access()
     hashes = room.state.known_password_hashes()
     outcomes = in_parallel(
-        machines, lambda m: check_host(m, access, passwords, hashes, images=images, exercises=exercises),
+        machines, lambda m: check_host(m, access, passwords, hashes, images=images, exercises=exercises,
+                                repairable=room.backend.can_repair_access),
         limit=max(len(machines), 1),  # one short session each: status of 30 hosts stays under 2 s
         on_done=(lambda m, _r, _e: on_done(m)) if on_done else None,
     )

@@ -529,7 +529,8 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
                     connection.close()
             changes += provision_host(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
             checks, detail = check_host(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
-                                        exercises=course.exercises is not None)
+                                        exercises=course.exercises is not None,
+                                        repairable=backend.can_repair_access)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
             return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)
