@@ -509,6 +509,12 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         hashes = room.state.password_hashes({s: p for s, p in passwords.items() if s in needed})
         course = prepare_course(room, rebuild=False)
         machines = {m.name: m for m in backend.machines()}
+        # Before anything is removed: a replaced host takes its kept key; a lost one would leave
+        # a machine whose sshd never starts (or one the tool no longer recognises).
+        lost_keys = room.state.lost_host_keys([spec.name for spec in specs if spec.name in machines])
+        if lost_keys:
+            raise BadInput(f"the host keys of {', '.join(lost_keys)} are missing or damaged in {room.state.path}: "
+                           "restore them, or `classroom up --new-secrets` installs new ones")
         swarm_specs = [spec for spec in specs if spec.is_swarm]
         if swarm_specs:  # hard only (refused above otherwise): hand managers' roles over first
             release_nodes(list(machines.values()), room.admin_access(), [s.name for s in swarm_specs], room.progress)

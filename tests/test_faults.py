@@ -163,7 +163,8 @@ def test_a_lost_admin_key_is_refused_then_new_secrets_installs_one_through_the_e
     (state / "admin_key").unlink()
     (state / "admin_key.pub").unlink()
     assert only_error(cli("up")).startswith(f"classroom '{name}' has hosts whose secrets are gone from {state} "
-                                           "(the admin key): restore them, or run `classroom up --new-secrets`")
+                                           "(the admin key file admin_key): restore them, "
+                                           "or run `classroom up --new-secrets`")
     assert only_error(cli("exec", "--", "true")).startswith(f"{state}/admin_key is missing: the tool cannot log "
                                                             "into the classroom's hosts without it")
     assert not (state / "admin_key").exists(), "a refused command made a key"
