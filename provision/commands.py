@@ -160,7 +160,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         existing = [m for m in backend.machines() if m.state not in NEVER_STARTED]
         before = {m.name for m in existing if m.running}
         if existing and not new_secrets:
-            state.known_passwords()  # a damaged file is refused, naming it
+            state.known_passwords(missing_ok=True)  # a damaged file is refused, naming it; a lost one below
         lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student])
         if lost:
             refuse_lost_secrets(room, lost, new_secrets)
@@ -451,7 +451,7 @@ def extend(room: Classroom, duration: timedelta) -> ExtendResult:
         hosts = room.backend.set_expiry(expires_at)
         room.state.update_meta(expires_at=expires_at.isoformat(timespec="seconds"))
         sheets_dir = None
-        if room.state.known_passwords():
+        if room.state.known_passwords(missing_ok=True):  # the expiry moves even when the sheets cannot
             _files, sheets_dir = render_sheets(room)
     return ExtendResult(room.name, room.backend_name, previous, expires_at, hosts, sheets_dir)
 

@@ -266,8 +266,14 @@ class ClassroomState:
             write_private(path, json.dumps(known, indent=2, sort_keys=True))
         return {s: known[s] for s in students}
 
-    def known_passwords(self) -> dict[str, str]:
-        return read_state_json(self.path / ROSTER_FILE, {}, salvage=self.salvage)
+    def known_passwords(self, *, missing_ok: bool = False) -> dict[str, str]:
+        """The students' passwords. A missing file of a classroom that has students is as lost as
+        a damaged one: named, with the way out, never an empty roster. `missing_ok` (up, extend):
+        the caller deals with lost passwords itself."""
+        path = self.path / ROSTER_FILE
+        if not (missing_ok or self.salvage or path.exists()) and self.salvaged_meta().get("students"):
+            raise BadInput(f"{path} is missing: the students' passwords cannot be read back; {RECOVERY[ROSTER_FILE]}")
+        return read_state_json(path, {}, salvage=self.salvage)
 
     def password_hashes(self, passwords: dict[str, str]) -> dict[str, str]:
         """Each student's crypt hash (passwords.py), made once and kept: hosts compare it with

@@ -96,9 +96,9 @@ def test_a_deleted_passwords_file_is_named_by_roster_and_sheets(room, state_back
     deleted passwords.json gives an empty roster with exit 0 (`roster --format csv > roster.csv`
     silently writes nothing), and `sheets` says there are no students yet."""
     (state_backup / "passwords.json").unlink()
-    for args in (("roster", "--format", "json"), ("roster",), ("sheets",)):
+    for args in (("roster", "--format", "json"), ("roster",), ("sheets",), ("status",), ("reset", "1")):
         run = room.cli(*args)
-        assert run.exit_code == 2 and "passwords.json" in run.stderr, run
+        assert run.exit_code == 2 and "passwords.json" in run.stderr and "up --new-secrets" in run.stderr, run
 
 
 def test_a_truncated_admin_key_is_named_and_not_waited_on(room, state_backup):
