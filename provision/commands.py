@@ -17,7 +17,7 @@ from .config import ClassroomConfig
 from .errors import BadInput, last_line
 from .progress import NULL_PROGRESS, Progress
 from .roster import HostSpec, RosterEntry, SwarmAccess, plan_hosts, student_names
-from .state import ClassroomState, LostSecrets, fingerprint
+from .state import META_FILE, ClassroomState, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
     from .swarm import SwarmReport, SwarmStatus
@@ -158,6 +158,13 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         backend.preflight(hosts)
         check_course(room)
         existing = [m for m in backend.machines() if m.state not in NEVER_STARTED]
+        record_lost = bool(existing) and not state.exists
+        if record_lost:  # classroom.json deleted while hosts run: the counts are read back from them
+            students = max(students, *_host_numbers(existing, "student"))
+            swarm_nodes = max(swarm_nodes, *_host_numbers(existing, "swarm"))
+            hosts = plan_hosts(config.model_copy(update={
+                "students": students, "swarm": config.swarm.model_copy(update={"nodes": swarm_nodes})}))
+            backend.preflight(hosts)
         before = {m.name for m in existing if m.running}
         if existing and not new_secrets:
             state.known_passwords(missing_ok=True)  # a damaged file is refused, naming it; a lost one below
@@ -182,6 +189,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         machines = backend.ensure(hosts, key.public_line, room.progress)
         made_before = {m.name for m in existing}  # new hosts got the new secrets when they were made
         renewed = restore_access(room, [m for m in machines if m.name in made_before], lost, key.public_line)
+        if record_lost:
+            renewed.append(f"the classroom's record {state.path / META_FILE}, which was missing: rebuilt from its "
+                           f"{len(existing)} host(s); its expiry could not be read back and restarted from now")
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
         reports = provision_hosts(room, machines, passwords, access, course)
         present = {m.name for m in machines}
@@ -196,6 +206,13 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
                                                                 key=_order(hosts)),
                     sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
                     isolates_students=backend.isolates_students)
+
+
+def _host_numbers(machines: list[Machine], role: str) -> list[int]:
+    """The numbers of the `role` hosts among `machines` (student-03 -> 3), and 0."""
+    prefix = "student" if role == "student" else "swarm"
+    return [0] + [int(m.name.rsplit("-", 1)[1]) for m in machines
+                  if m.name.startswith(f"{prefix}-") and m.name.rsplit("-", 1)[1].isdigit()]
 
 
 # A container made by an `up` that was interrupted before it started: it is made again.
@@ -442,8 +459,7 @@ class ExtendResult:
 def extend(room: Classroom, duration: timedelta) -> ExtendResult:
     """Move the classroom's expiry to max(now, current expiry) + duration: on every host that
     enforces it (aws), in the state, and on the sheets."""
-    if not room.state.exists:
-        raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+    require_record(room)
     with room.state.lock("extend"):
         now = datetime.now(timezone.utc).replace(microsecond=0)
         previous = room.expires_at()
@@ -467,13 +483,24 @@ class ResetReport:
     changes: list[str] = field(default_factory=list)
 
 
+def require_record(room: Classroom) -> None:
+    """BadInput unless the classroom's record (classroom.json: counts, expiry, course) exists.
+    Hosts that run without it are still the classroom's (the engine's labels say so)."""
+    if room.state.exists:
+        return
+    if room.backend.machines():
+        raise BadInput(f"{room.state.path / META_FILE} is missing, though classroom {room.name!r} has hosts: "
+                       "`classroom up` rebuilds it from them (the expiry restarts); "
+                       "`classroom down` still removes the classroom")
+    raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+
+
 def resolve_targets(room: Classroom, targets: list[str]) -> list[HostSpec]:
     """`student-12`, `12`, `swarm-2` -> the planned hosts; BadInput before anything is touched."""
     from .roster import resolve_host
 
-    planned = {h.name: h for h in room.planned_hosts()} if room.state.exists else {}
-    if not planned:
-        raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+    require_record(room)
+    planned = {h.name: h for h in room.planned_hosts()}
     names = []
     for target in targets:
         name = resolve_host(target, list(planned))

@@ -120,3 +120,22 @@ def test_a_truncated_host_key_is_refused_before_reset_hard_replaces_the_host(roo
     run = room.cli("reset", "1", "--hard")
     assert run.exit_code == 2, run
     assert room.container("student-01").id == before  # nothing was replaced
+
+
+def test_a_deleted_classroom_record_is_named_and_up_rebuilds_it_from_the_hosts(room, state_backup):
+    """classroom.json deleted while the hosts run: the hosts are still the classroom's (labels),
+    `reset` names the lost record and the way out, and `up` rebuilds it from the hosts, saying
+    that the expiry restarted rather than moving it silently."""
+    import json
+
+    (state_backup / "classroom.json").unlink()
+    before = room.container("student-01").id
+    run = room.cli("reset", "1")
+    assert run.exit_code == 2 and "classroom.json is missing" in run.stderr and "`classroom up` rebuilds it" \
+        in run.stderr, run
+    run = room.cli("up")
+    assert run.exit_code == 0, run
+    assert "rebuilt from its 2 host(s)" in run.stderr and "restarted" in run.stderr, run
+    record = json.loads((state_backup / "classroom.json").read_text())
+    assert record["students"] == 2 and "expires_at" in record
+    assert room.container("student-01").id == before  # nothing was replaced
