@@ -488,7 +488,11 @@ def require_record(room: Classroom) -> None:
     Hosts that run without it are still the classroom's (the engine's labels say so)."""
     if room.state.exists:
         return
-    if room.backend.machines():
+    try:
+        hosts = room.backend.machines()
+    except Exception:  # no engine or cloud to ask: nothing says the classroom exists
+        hosts = []
+    if hosts:
         raise BadInput(f"{room.state.path / META_FILE} is missing, though classroom {room.name!r} has hosts: "
                        "`classroom up` rebuilds it from them (the expiry restarts); "
                        "`classroom down` still removes the classroom")
