@@ -56,7 +56,9 @@ _LOGIN_STOPPED = {
     "sshd": "sshd does not take passwords (PasswordAuthentication)",
 }
 
-ADMIN_REFUSED = "the admin key is refused (root's authorized_keys changed?): `classroom up` repairs it"
+ADMIN_REFUSED = "the admin key is refused (root's authorized_keys or sshd's configuration changed?): "
+# What repairs it: a backend that reaches hosts without SSH (local: the engine) puts it all back.
+ADMIN_REPAIR = {True: "`classroom up` repairs it", False: "`classroom reset --hard {host}` replaces the machine"}
 
 
 def check_user(machine: Machine, hashes: dict[str, str]) -> str | None:
@@ -86,9 +88,10 @@ def _parse(output: str) -> dict[str, list[tuple[str, ...]]]:
 
 def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str], *,
                images: bool = False, exercises: bool = False, password_login: bool = False,
-               ) -> tuple[dict[str, bool], str | None]:
+               repairable: bool = True) -> tuple[dict[str, bool], str | None]:
     """{check: ok} and why not, for one host. `hashes` are the sheet's, as state.py keeps them.
-    `password_login`: also log in with the student's password (`up`, after changing hosts)."""
+    `password_login`: also log in with the student's password (`up`, after changing hosts).
+    `repairable`: whether the backend can put a refused admin key back (Backend.can_repair_access)."""
     checks = {"admin": False, "ssh": False, "docker": False}
     if images:
         checks["images"] = False
@@ -119,7 +122,7 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
         except HostKeyMismatch as exc:
             return checks, exc.message  # not the host we made: not used (the proof pins the key too)
         except paramiko.AuthenticationException:
-            details.append(ADMIN_REFUSED)
+            details.append(ADMIN_REFUSED + ADMIN_REPAIR[repairable].format(host=machine.name))
             if proof is None and can_log_in:  # without root's view of /etc/shadow, only a login tells
                 proof = pool.submit(_password_login, machine, access, user, passwords[user])
         except Exception as exc:  # any failure to connect is a failed check, reported per host
@@ -203,7 +206,7 @@ def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, s
     hashes = room.state.known_password_hashes()
     outcomes = in_parallel(
         machines, lambda m: check_host(m, access, passwords, hashes, images=images, exercises=exercises,
-                                       password_login=password_login),
+                                       password_login=password_login, repairable=room.backend.can_repair_access),
         limit=room.config.preload.parallel,
         on_done=(lambda m, _r, _e: on_done(m)) if on_done else None,
     )

@@ -19,7 +19,7 @@ from .hostwork import HostWork, SshHostWork
 from .progress import NULL_PROGRESS, Progress
 from .model import HostReport, HostSpec, Leftover, Machine, MachineState, Role, Strategy
 from .roster import RosterEntry, SwarmAccess, host_order, plan_hosts, student_names
-from .state import ClassroomState, CourseRecord, LostSecrets, fingerprint
+from .state import META_FILE, ClassroomState, CourseRecord, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
     from .swarm import SwarmReport, SwarmStatus
@@ -149,9 +149,16 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         found = backend.preflight(hosts)
         check_course(room)
         existing = [m for m in backend.machines() if m.state not in NEVER_STARTED]
+        record_lost = bool(existing) and not state.exists
+        if record_lost:  # classroom.json deleted while hosts run: the counts are read back from them
+            students = max(students, *_host_numbers(existing, "student"))
+            swarm_nodes = max(swarm_nodes, *_host_numbers(existing, "swarm"))
+            hosts = plan_hosts(config.model_copy(update={
+                "students": students, "swarm": config.swarm.model_copy(update={"nodes": swarm_nodes})}))
+            backend.preflight(hosts)
         before = {m.name for m in existing if m.running}
         if existing and not new_secrets:
-            state.known_passwords()  # a damaged file is refused, naming it
+            state.known_passwords(missing_ok=True)  # a damaged file is refused, naming it; a lost one below
         lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student])
         if lost:
             refuse_lost_secrets(room, lost, new_secrets)
@@ -174,6 +181,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         machines = ensured.machines
         made_before = {m.name for m in existing}  # new hosts got the new secrets when they were made
         renewed = restore_access(room, [m for m in machines if m.name in made_before], lost, key.public_line)
+        if record_lost:
+            renewed.append(f"the classroom's record {state.path / META_FILE}, which was missing: rebuilt from its "
+                           f"{len(existing)} host(s); its expiry could not be read back and restarted from now")
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
         reports = provision_hosts(room, machines, passwords, access, course)
         present = {m.name for m in machines}
@@ -189,6 +199,13 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
                                                                 key=host_order),
                     sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
                     isolates_students=backend.isolates_students)
+
+
+def _host_numbers(machines: list[Machine], role: str) -> list[int]:
+    """The numbers of the `role` hosts among `machines` (student-03 -> 3), and 0."""
+    prefix = "student" if role == "student" else "swarm"
+    return [0] + [int(m.name.rsplit("-", 1)[1]) for m in machines
+                  if m.name.startswith(f"{prefix}-") and m.name.rsplit("-", 1)[1].isdigit()]
 
 
 # A container made by an `up` that was interrupted before it started: it is made again.
@@ -428,8 +445,7 @@ class ExtendResult:
 def extend(room: Classroom, duration: timedelta) -> ExtendResult:
     """Move the classroom's expiry to max(now, current expiry) + duration: on every host that
     enforces it (aws), in the state, and on the sheets."""
-    if not room.state.exists:
-        raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+    require_record(room)
     with room.state.lock("extend"):
         now = datetime.now(timezone.utc).replace(microsecond=0)
         previous = room.expires_at()
@@ -437,7 +453,7 @@ def extend(room: Classroom, duration: timedelta) -> ExtendResult:
         hosts = room.backend.set_expiry(expires_at)
         room.state.update_meta(expires_at=expires_at)
         sheets_dir = None
-        if room.state.known_passwords():
+        if room.state.known_passwords(missing_ok=True):  # the expiry moves even when the sheets cannot
             _files, sheets_dir = render_sheets(room)
     return ExtendResult(room.name, room.backend_name, previous, expires_at, hosts, sheets_dir)
 
@@ -453,13 +469,28 @@ class ResetReport:
     changes: list[str] = field(default_factory=list)
 
 
+def require_record(room: Classroom) -> None:
+    """BadInput unless the classroom's record (classroom.json: counts, expiry, course) exists.
+    Hosts that run without it are still the classroom's (the engine's labels say so)."""
+    if room.state.exists:
+        return
+    try:
+        hosts = room.backend.machines()
+    except Exception:  # no engine or cloud to ask: nothing says the classroom exists
+        hosts = []
+    if hosts:
+        raise BadInput(f"{room.state.path / META_FILE} is missing, though classroom {room.name!r} has hosts: "
+                       "`classroom up` rebuilds it from them (the expiry restarts); "
+                       "`classroom down` still removes the classroom")
+    raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+
+
 def resolve_targets(room: Classroom, targets: list[str]) -> list[HostSpec]:
     """`student-12`, `12`, `swarm-2` -> the planned hosts; BadInput before anything is touched."""
     from .roster import resolve_host
 
-    planned = {h.name: h for h in room.planned_hosts()} if room.state.exists else {}
-    if not planned:
-        raise BadInput(f"no classroom named {room.name!r} here: create it with `classroom up`")
+    require_record(room)
+    planned = {h.name: h for h in room.planned_hosts()}
     names = []
     for target in targets:
         name = resolve_host(target, list(planned))
@@ -492,6 +523,12 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         hashes = room.state.password_hashes({s: p for s, p in passwords.items() if s in needed})
         course = prepare_course(room, rebuild=False)
         machines = {m.name: m for m in backend.machines()}
+        # Before anything is removed: a replaced host takes its kept key; a lost one would leave
+        # a machine whose sshd never starts (or one the tool no longer recognises).
+        lost_keys = room.state.lost_host_keys([spec.name for spec in specs if spec.name in machines])
+        if lost_keys:
+            raise BadInput(f"the host keys of {', '.join(lost_keys)} are missing or damaged in {room.state.path}: "
+                           "restore them, or `classroom up --new-secrets` installs new ones")
         swarm_specs = [spec for spec in specs if spec.is_swarm]
         if swarm_specs:  # hard only (refused above otherwise): hand managers' roles over first
             room.remote.release_nodes(list(machines.values()), room.admin_access(), [s.name for s in swarm_specs],
@@ -511,7 +548,8 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
                 changes = remote.wipe(machine, room.admin_access(), backend, spec.student or "")
             changes += remote.provision(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
             checks, detail = remote.check(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
-                                          exercises=course.exercises is not None)
+                                          exercises=course.exercises is not None,
+                                          repairable=backend.can_repair_access)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
             return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)

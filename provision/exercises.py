@@ -56,7 +56,8 @@ def pack_exercises(folder: Path) -> ExercisePack:
         info = path.lstat()
         if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
             found.append((path, relative, info))  # symlinks and devices have no place in a course folder
-    refuse_private_files([relative for _path, relative, info in found if _private(info)])
+    refuse_private_files([relative + ("/" if stat.S_ISDIR(info.st_mode) else "")
+                          for _path, relative, info in found if _private(info)])
     hashes = _HashCache(folder)
     entries: list[tuple[str, int, str, str]] = []
     for path, relative, info in found:
@@ -75,9 +76,10 @@ def pack_exercises(folder: Path) -> ExercisePack:
 
 
 def private_files(folder: Path) -> list[str]:
-    """Course files that others may not read: a key or a note put there by mistake, most likely."""
-    return [path.relative_to(folder).as_posix() for path in _walk(folder)
-            if stat.S_ISREG((info := path.lstat()).st_mode) and _private(info)]
+    """Course files that others may not read, and folders others may not enter (named with a
+    trailing /): a key or a note put there by mistake, most likely."""
+    return [path.relative_to(folder).as_posix() + ("/" if stat.S_ISDIR(info.st_mode) else "")
+            for path in _walk(folder) if _private(info := path.lstat())]
 
 
 def refuse_private_files(names: list[str]) -> None:
@@ -85,12 +87,18 @@ def refuse_private_files(names: list[str]) -> None:
     reads the warning, and a mode change is all it takes to say "this belongs to the course"."""
     if names:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        raise BadInput(f"exercises: {len(names)} file(s) readable only by their owner would be copied to every "
-                       f"student: {shown}. If they belong to the course, `chmod a+r` them; otherwise move them "
+        folders = any(name.endswith("/") for name in names)
+        what, chmod = ("file(s) or folder(s)", "a+rX") if folders else ("file(s)", "a+r")
+        raise BadInput(f"exercises: {len(names)} {what} readable only by their owner would be copied to every "
+                       f"student: {shown}. If they belong to the course, `chmod {chmod}` them; otherwise move them "
                        "out of the exercises folder")
 
 
 def _private(info: os.stat_result) -> bool:
+    """A file others cannot read, or a folder others cannot list or enter (a 0700 folder hides
+    its 0644 files just as well)."""
+    if stat.S_ISDIR(info.st_mode):
+        return (info.st_mode & (stat.S_IROTH | stat.S_IXOTH)) != (stat.S_IROTH | stat.S_IXOTH)
     return stat.S_ISREG(info.st_mode) and not info.st_mode & stat.S_IROTH
 
 

@@ -33,7 +33,7 @@ class HostWork(Protocol):
         """Soft reset: the student's things gone, the engine as the course has it."""
 
     def check(self, machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str],
-              *, images: bool, exercises: bool) -> Checks:
+              *, images: bool, exercises: bool, repairable: bool = True) -> Checks:
         """One host, checked as its student sees it."""
 
     def check_all(self, room: Classroom, machines: list[Machine], passwords: dict[str, str],
@@ -69,10 +69,11 @@ class SshHostWork:
         with admin_session(machine, access, backend) as connection:
             return wipe_student(connection, student)
 
-    def check(self, machine, access, passwords, hashes, *, images, exercises):
+    def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
         from .checks import check_host
 
-        return check_host(machine, access, passwords, hashes, images=images, exercises=exercises)
+        return check_host(machine, access, passwords, hashes, images=images, exercises=exercises,
+                          repairable=repairable)
 
     def check_all(self, room, machines, passwords, on_done=None, *, password_login=False):
         from .checks import check_hosts

@@ -179,7 +179,7 @@ class LostSecrets:
         return self.admin_key or bool(self.passwords) or bool(self.host_keys)
 
     def describe(self) -> str:
-        parts = ["the admin key"] if self.admin_key else []
+        parts = [f"the admin key file {KEY_FILE}"] if self.admin_key else []
         if self.passwords:
             parts.append(f"the passwords of {_names(self.passwords)}")
         if self.host_keys:
@@ -221,6 +221,24 @@ def fingerprint(public_line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
+def key_pair_problem(private: Path, public: Path) -> str:
+    """Why an OpenSSH key pair in the state folder cannot be used ("" when it can): a file that
+    exists but is empty, truncated or not the pair of the other is as lost as a deleted one."""
+    from cryptography.hazmat.primitives import serialization
+
+    if not (private.exists() and public.exists()):
+        return "missing"
+    try:
+        key = serialization.load_ssh_private_key(private.read_bytes(), password=None)
+        mine = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        kept = public.read_text(encoding="utf-8").split()[:2]
+    except (ValueError, TypeError, OSError, UnicodeDecodeError, AttributeError):
+        return "damaged (not a readable OpenSSH private key)"
+    if mine.decode() != " ".join(kept):
+        return f"damaged (it is not the pair of {public.name})"
+    return ""
+
+
 def _new_ed25519(comment: str = "") -> tuple[str, str]:
     """A fresh ed25519 key pair: (OpenSSH private key text, public line)."""
     from cryptography.hazmat.primitives import serialization
@@ -251,9 +269,10 @@ class ClassroomState:
         no host still trusts a lost one (`lost_secrets`); any other command refuses without it."""
         private = self.path / KEY_FILE
         public = self.path / f"{KEY_FILE}.pub"
-        if not (private.exists() and public.exists()):
+        problem = key_pair_problem(private, public)
+        if problem:
             if not create:
-                raise BadInput(f"{private} is missing: the tool cannot log into the classroom's hosts without it; "
+                raise BadInput(f"{private} is {problem}: the tool cannot log into the classroom's hosts without it; "
                                "restore it, or `classroom up --new-secrets` installs a new one (local backend); "
                                "`classroom down` still removes the classroom")
             pem, line = _new_ed25519(f"classroom-{self.name}")
@@ -265,14 +284,17 @@ class ClassroomState:
         """What of the secrets of existing `hosts` (whose own students are `students`) is gone."""
         if not hosts:
             return LostSecrets()
-        admin_lost = not ((self.path / KEY_FILE).exists() and (self.path / f"{KEY_FILE}.pub").exists())
+        admin_lost = bool(key_pair_problem(self.path / KEY_FILE, self.path / f"{KEY_FILE}.pub"))
         known = read_state_json(self.path / ROSTER_FILE, {}, salvage=True)  # damaged: all lost
         lost_passwords = tuple(s for s in students if s not in known)
         if not known and not lost_passwords:  # only Swarm nodes are left: they have every account
             lost_passwords = ("every student",)
+        return LostSecrets(admin_lost, lost_passwords, self.lost_host_keys(hosts))
+
+    def lost_host_keys(self, hosts: list[str]) -> tuple[str, ...]:
+        """The `hosts` whose pinned host key is missing or damaged (an emptied file counts)."""
         folder = self.path / HOST_KEYS_DIR
-        lost_keys = tuple(h for h in hosts if not ((folder / h).exists() and (folder / f"{h}.pub").exists()))
-        return LostSecrets(admin_lost, lost_passwords, lost_keys)
+        return tuple(h for h in hosts if key_pair_problem(folder / h, folder / f"{h}.pub"))
 
     # --- host keys -----------------------------------------------------------------------------
     @property
@@ -285,7 +307,7 @@ class ClassroomState:
         private = self.path / HOST_KEYS_DIR / host
         public = private.with_name(f"{host}.pub")
         with _HOST_KEYS_LOCK:
-            if not (private.exists() and public.exists()):
+            if key_pair_problem(private, public):  # callers refuse a lost one first (lost_secrets)
                 (self.path / HOST_KEYS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
                 pem, line = _new_ed25519(host)
                 write_private(public, f"{line}\n")
@@ -318,8 +340,14 @@ class ClassroomState:
             write_private(path, json.dumps(known, indent=2, sort_keys=True))
         return {s: known[s] for s in students}
 
-    def known_passwords(self) -> dict[str, str]:
-        return read_state_json(self.path / ROSTER_FILE, {}, salvage=self.salvage)
+    def known_passwords(self, *, missing_ok: bool = False) -> dict[str, str]:
+        """The students' passwords. A missing file of a classroom that has students is as lost as
+        a damaged one: named, with the way out, never an empty roster. `missing_ok` (up, extend):
+        the caller deals with lost passwords itself."""
+        path = self.path / ROSTER_FILE
+        if not (missing_ok or self.salvage or path.exists()) and self.salvaged_meta().get("students"):
+            raise BadInput(f"{path} is missing: the students' passwords cannot be read back; {RECOVERY[ROSTER_FILE]}")
+        return read_state_json(path, {}, salvage=self.salvage)
 
     def password_hashes(self, passwords: dict[str, str]) -> dict[str, str]:
         """Each student's crypt hash (passwords.py), made once and kept: hosts compare it with

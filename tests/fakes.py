@@ -128,7 +128,7 @@ class FakeHostWork:
         self.wiped.append(machine.name)
         return []
 
-    def check(self, machine, access, passwords, hashes, *, images, exercises):
+    def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
         if machine.name in self.unhealthy:
             return {**ALL_OK, "docker": False}, "docker does not answer"
         return dict(ALL_OK), None

@@ -140,7 +140,7 @@ def test_lost_passwords_are_refused_then_new_secrets_sets_new_ones_everywhere(en
                        "student-01, student-02): restore them, or run `classroom up --new-secrets` to make new ones "
                        "(new passwords void the printed sheets), or `classroom down` then `classroom up`")
     assert not (state / "passwords.json").exists(), "a refused `up` made passwords"
-    assert only_error(cli("reset", "1")).startswith("the password of student-01 is gone from ")
+    assert only_error(cli("reset", "1")).startswith(f"{state}/passwords.json is missing: ")
     assert container_ids(engine, name) == ids
 
     run = cli("up", "--new-secrets")
@@ -163,7 +163,8 @@ def test_a_lost_admin_key_is_refused_then_new_secrets_installs_one_through_the_e
     (state / "admin_key").unlink()
     (state / "admin_key.pub").unlink()
     assert only_error(cli("up")).startswith(f"classroom '{name}' has hosts whose secrets are gone from {state} "
-                                           "(the admin key): restore them, or run `classroom up --new-secrets`")
+                                           "(the admin key file admin_key): restore them, "
+                                           "or run `classroom up --new-secrets`")
     assert only_error(cli("exec", "--", "true")).startswith(f"{state}/admin_key is missing: the tool cannot log "
                                                             "into the classroom's hosts without it")
     assert not (state / "admin_key").exists(), "a refused command made a key"

@@ -320,3 +320,26 @@ def test_a_course_file_readable_only_by_its_owner_is_refused(engine, tmp_path):
         assert not (tmp_path / "home" / name / "passwords.json").exists()
     finally:
         remove_classroom_resources(engine, name)
+
+
+def test_a_course_folder_others_cannot_enter_is_refused_with_its_exercises(engine, tmp_path):
+    """A 0700 folder hides its 0644 files from everyone but its owner, as a 0600 file would."""
+    name = unique_name("t-hfd")
+    exercises = tmp_path / "exercises"
+    (exercises / "solutions").mkdir(parents=True)
+    (exercises / "lab.md").write_text("do this\n")
+    (exercises / "solutions" / "answers.md").write_text("the answers\n")
+    (exercises / "solutions").chmod(0o700)
+    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(3, low=44000, high=45000),
+                         extra="exercises: ./exercises\n")
+    cli = Cli(tmp_path / "home", cwd=tmp_path)
+    try:
+        run = cli("up")
+        assert run.exit_code == 2, run
+        assert run.error_lines == [
+            "classroom: error: exercises: 1 file(s) or folder(s) readable only by their owner would be copied to "
+            "every student: solutions/. If they belong to the course, `chmod a+rX` them; otherwise move them "
+            "out of the exercises folder"]
+        assert not engine.containers.list(all=True, filters={"label": f"classroom.name={name}"})
+    finally:
+        remove_classroom_resources(engine, name)

@@ -321,22 +321,50 @@ class LocalBackend(Backend):
         return "running" if container.status == "running" else container.status
 
     def repair_access(self, machine: Machine, admin_public_key: str) -> bool:
-        """Through the engine, which the students cannot reach: root's .ssh folder and the key."""
+        """Through the engine, which the students cannot reach, everything the admin key's login
+        needs: root's .ssh folder and the key, sshd's configuration as the image has it (a root
+        student may have added `PermitRootLogin no`), the classroom's host key, a usable root
+        account; then sshd re-reads it all (the students' open sessions stay)."""
         container = self.client.containers.get(machine.machine_id or self.container_name(machine.name))
-        code, output = container.exec_run(["sh", "-c", "rm -rf /root/.ssh && install -d -m 0700 -o root -g root /root/.ssh"])
-        if code != 0:
-            raise ClassroomError(f"{machine.name}: repairing admin access failed: {output.decode(errors='replace')[:200]}")
-        return container.put_archive("/root/.ssh", _tar_of({"authorized_keys": (admin_public_key.encode() + b"\n",
-                                                                                  0o600)}))
+        pristine = self._image_sshd_config(container.image.id)
+        _exec_or_fail(container, machine, "repairing admin access",
+                      "rm -rf /root/.ssh /etc/ssh/sshd_config /etc/ssh/sshd_config.d && "
+                      "install -d -m 0700 -o root -g root /root/.ssh && "
+                      # the account the key logs into: root's shell, no lock, no expiry
+                      "usermod -s /bin/bash -p '*' -e '' root")
+        container.put_archive("/etc", pristine)
+        container.put_archive("/root/.ssh", _tar_of({"authorized_keys": (admin_public_key.encode() + b"\n", 0o600)}))
+        _put_host_key(container, self.state.host_key(machine.name))
+        _exec_or_fail(container, machine, "restarting sshd", RELOAD_SSHD)
+        return True
+
+    def _image_sshd_config(self, image: str) -> bytes:
+        """/etc/ssh/sshd_config and sshd_config.d as the host image has them, as a tar rooted at
+        /etc: read from a container of the image that never starts (the running host's copy is
+        the student's to change)."""
+        reader = self.client.containers.create(image, entrypoint=["true"], network_disabled=True,
+                                               labels=dict(MANAGED))
+        try:
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as out:
+                for path in ("/etc/ssh/sshd_config", "/etc/ssh/sshd_config.d"):
+                    stream, _ = reader.get_archive(path)
+                    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                        for member in tar.getmembers():
+                            if member.isfile() or member.isdir():
+                                data = tar.extractfile(member) if member.isfile() else None
+                                member.name = f"ssh/{member.name}"
+                                out.addfile(member, data)
+            return buffer.getvalue()
+        finally:
+            reader.remove(force=True)
 
     def restore_host_key(self, machine: Machine, host_key: HostKey) -> bool:
         """Through the engine, then sshd re-reads its keys (SIGHUP to the listener only: the
         students' open sessions stay)."""
         container = self.client.containers.get(machine.machine_id or self.container_name(machine.name))
         _put_host_key(container, host_key)
-        code, output = container.exec_run(["sh", "-c", 'kill -HUP "$(cat /run/sshd.pid)" || pkill -HUP -o -x sshd'])
-        if code != 0:
-            raise ClassroomError(f"{machine.name}: restarting sshd failed: {output.decode(errors='replace')[:200]}")
+        _exec_or_fail(container, machine, "restarting sshd", RELOAD_SSHD)
         return True
 
     def upload(self, machine: Machine, local: Path, remote_path: str) -> bool:
@@ -439,6 +467,18 @@ class LocalBackend(Backend):
         except Exception:
             container.remove(force=True)
             raise
+
+
+# SIGHUP to sshd's listener only (its pid file, else the oldest sshd), after a syntax check: it
+# re-reads its configuration and keys, and the students' open sessions stay.
+RELOAD_SSHD = ('/usr/sbin/sshd -t && { P=$(cat /run/sshd.pid 2>/dev/null); '
+               '[ "$(cat /proc/$P/comm 2>/dev/null)" = sshd ] && kill -HUP "$P" || pkill -HUP -o -x sshd; }')
+
+
+def _exec_or_fail(container, machine: Machine, what: str, script: str) -> None:
+    code, output = container.exec_run(["sh", "-c", script])
+    if code != 0:
+        raise ClassroomError(f"{machine.name}: {what} failed: {output.decode(errors='replace')[:200]}")
 
 
 def _put_host_key(container, host_key: HostKey) -> None:
