@@ -79,6 +79,8 @@ class Classroom:
         machines = self.backend.machines() if machines is None else machines
         by_student = {m.student: m for m in machines if m.role == "student"}
         passwords = self.state.known_passwords()
+        swarm_passwords = self.state.known_passwords(swarm=True) if any(h.is_swarm for h in self.planned_hosts()) \
+            else {}
         host_keys = self.state.host_keys()
         entries = []
         for spec in self.planned_hosts():
@@ -88,7 +90,7 @@ class Classroom:
             key = host_keys.get(machine.name)
             entries.append(RosterEntry(spec.student, machine.name, machine.public_host,
                                        machine.public_port, spec.student, passwords[spec.student],
-                                       fingerprint(key) if key else None))
+                                       fingerprint(key) if key else None, swarm_passwords.get(spec.student)))
         return entries
 
     def admin_access(self):
@@ -161,7 +163,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         before = {m.name for m in existing if m.running}
         if existing and not new_secrets:
             state.known_passwords()  # a damaged file is refused, naming it
-        lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student])
+            state.known_passwords(swarm=True)
+        lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student],
+                                  swarm_nodes=any(m.role != "student" for m in existing))
         if lost:
             refuse_lost_secrets(room, lost, new_secrets)
         estimate = getattr(backend, "estimate", None)  # only paid backends have one
@@ -179,11 +183,14 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
                           cache=sorted(set(meta.get("cache") or []) | set(course.cache_files())))
         hosts = room.planned_hosts()
         passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing)
+        # Separate passwords for the shared Swarm nodes: one captured there opens no student's host.
+        swarm_passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing,
+                                          swarm=True) if swarm_nodes else {}
         machines = backend.ensure(hosts, key.public_line, room.progress)
         made_before = {m.name for m in existing}  # new hosts got the new secrets when they were made
         renewed = restore_access(room, [m for m in machines if m.name in made_before], lost, key.public_line)
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
-        reports = provision_hosts(room, machines, passwords, access, course)
+        reports = provision_hosts(room, machines, passwords, access, course, swarm_passwords)
         present = {m.name for m in machines}
         reports += [HostReport(h.name, h.role, "-", 0, ok=False,
                                error=backend.failures.get(h.name, "the machine was not created"))
@@ -237,6 +244,9 @@ def restore_access(room: Classroom, machines: list[Machine], lost: LostSecrets, 
         renewed.append(f"new host keys for {', '.join(lost.host_keys)}")
     if lost.passwords:
         renewed.append(f"new passwords for {', '.join(lost.passwords)}: the sheets printed before are void, "
+                       "print the new ones")
+    if lost.swarm_passwords:
+        renewed.append("new Swarm passwords for every student: the sheets printed before are void, "
                        "print the new ones")
     return renewed
 
@@ -500,16 +510,20 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
     if unknown:
         raise BadInput(f"the password of {', '.join(unknown)} is gone from {room.state.path}: restore it, or "
                        "`classroom up --new-secrets` makes new ones (the printed sheets become void)")
+    swarm_specs = [spec for spec in specs if spec.is_swarm]
+    if swarm_specs and not room.state.known_passwords(swarm=True):
+        raise BadInput(f"the students' Swarm passwords are gone from {room.state.path}: restore them, or "
+                       "`classroom up --new-secrets` makes new ones (the printed sheets become void)")
     with room.state.lock("reset"):
         backend = room.backend
         key = room.state.admin_key()
         passwords = room.state.known_passwords()
         # Only the hashes these hosts take (each kept hash is checked against its password).
-        needed = {student for spec in specs for student in ([spec.student] if spec.student else passwords)}
-        hashes = room.state.password_hashes({s: p for s, p in passwords.items() if s in needed})
+        hashes = room.state.password_hashes({spec.student: passwords[spec.student] for spec in specs if spec.student})
+        swarm_passwords = room.state.known_passwords(swarm=True) if swarm_specs else {}
+        swarm_hashes = room.state.password_hashes(swarm_passwords, swarm=True)
         course = prepare_course(room, rebuild=False)
         machines = {m.name: m for m in backend.machines()}
-        swarm_specs = [spec for spec in specs if spec.is_swarm]
         if swarm_specs:  # hard only (refused above otherwise): hand managers' roles over first
             release_nodes(list(machines.values()), room.admin_access(), [s.name for s in swarm_specs], room.progress)
         room.progress.start("reset", f"{'Replacing' if hard else 'Resetting'} {len(specs)} host(s)",
@@ -527,8 +541,9 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
                     changes = wipe_student(connection, spec.student or "")
                 finally:
                     connection.close()
-            changes += provision_host(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
-            checks, detail = check_host(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
+            own, own_hashes = (swarm_passwords, swarm_hashes) if spec.is_swarm else (passwords, hashes)
+            changes += provision_host(machine, own_hashes, room.admin_access(), course, backend, fresh_exercises=True)
+            checks, detail = check_host(machine, room.admin_access(), own, own_hashes, images=bool(course.images),
                                         exercises=course.exercises is not None)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None

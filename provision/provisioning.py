@@ -82,7 +82,7 @@ def check_course(room: Classroom) -> None:
 
 
 def accounts_for(machine: Machine, hashes: dict[str, str]) -> dict[str, str]:
-    """A student host has its student; a Swarm node has every student."""
+    """A student host has its student; a Swarm node has every student (`hashes`: their Swarm passwords')."""
     if machine.role == "student":
         return {machine.student: hashes[machine.student]} if machine.student in hashes else {}
     return dict(hashes)
@@ -197,7 +197,10 @@ def summarize_exercise_changes(lines: list[str]) -> list[str]:
 
 
 def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                    access: AdminAccess, course: Course | None = None) -> list[HostReport]:
+                    access: AdminAccess, course: Course | None = None,
+                    swarm_passwords: dict[str, str] | None = None) -> list[HostReport]:
+    """`passwords` open the students' own hosts; `swarm_passwords` the shared Swarm nodes, where
+    every student is root: a Swarm node never gets the hash of a password that opens a student's host."""
     from .checks import check_hosts
     from .commands import HostReport
 
@@ -205,14 +208,17 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
     running = [m for m in machines if m.running]
     limit = room.config.preload.parallel
     hashes = room.state.password_hashes(passwords)
+    swarm_hashes = room.state.password_hashes(swarm_passwords or {}, swarm=True)
     progress.start("provision", f"Provisioning {len(running)} host(s)", total=len(running))
-    outcomes = in_parallel(running, lambda m: provision_host(m, hashes, access, course, room.backend),
+    outcomes = in_parallel(running, lambda m: provision_host(m, hashes if m.role == "student" else swarm_hashes,
+                                                             access, course, room.backend),
                            limit=limit,
                            on_done=lambda m, _r, _e: progress.advance("provision", detail=m.name))
     progress.finish("provision")
 
     progress.start("verify", "Checking every host as its students", total=len(running))
-    verified = check_hosts(room, running, passwords, on_done=lambda m: progress.advance("verify", detail=m.name))
+    verified = check_hosts(room, running, passwords, swarm_passwords,
+                           on_done=lambda m: progress.advance("verify", detail=m.name))
     progress.finish("verify")
 
     reports = []
