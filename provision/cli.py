@@ -176,8 +176,13 @@ def _render_up(result, out, console) -> None:
                   f"{sum(1 for n in swarm.nodes if n.ok)}/{len(swarm.nodes)} node(s) ok.")
     if result.failed:
         names = ", ".join(h.name for h in result.failed)
-        console.print(f"[red]{len(result.failed)} host(s) not ready: {names}[/]. "
-                      "Re-run `classroom up` to repair them.")
+        advice = []
+        if result.to_repair:
+            advice.append(f"Re-run `classroom up` to repair {', '.join(result.to_repair)}.")
+        if result.to_replace:
+            advice.append(f"`classroom reset --hard {' '.join(result.to_replace)}` replaces what `up` cannot "
+                          "repair: a host whose key is not the classroom's.")
+        console.print(f"[red]{len(result.failed)} host(s) not ready: {names}[/]. " + " ".join(advice))
     else:
         out.print(f"[green]{ready} host(s) ready.[/]")
 

@@ -116,6 +116,9 @@ class HostReport:
     ok: bool
     error: str | None = None
     changes: list[str] = field(default_factory=list)
+    # Not the machine this classroom made (its host key differs): `up` never uses it, so only
+    # `classroom reset --hard` (a new machine with the classroom's key) repairs it.
+    needs_replacing: bool = False
 
 
 @dataclass
@@ -134,6 +137,16 @@ class UpResult:
     @property
     def failed(self) -> list[HostReport]:
         return [h for h in self.hosts if not h.ok]
+
+    @property
+    def to_replace(self) -> list[str]:
+        """Failed hosts that another `up` cannot repair: `classroom reset --hard` them."""
+        return [h.name for h in self.failed if h.needs_replacing]
+
+    @property
+    def to_repair(self) -> list[str]:
+        """Failed hosts that another `up` may repair."""
+        return [h.name for h in self.failed if not h.needs_replacing]
 
 
 def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_secrets: bool = False) -> UpResult:

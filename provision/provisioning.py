@@ -21,7 +21,7 @@ from .errors import BadInput, last_line
 from .exercises import ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
-from .ssh import AdminAccess, RemoteError, admin_connection, check, in_parallel, open_with_retry
+from .ssh import AdminAccess, HostKeyMismatch, RemoteError, admin_connection, check, in_parallel, open_with_retry
 
 if TYPE_CHECKING:
     from .commands import Classroom, HostReport
@@ -229,7 +229,7 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
             error = RuntimeError(f"check failed: {failing}" + (f" ({detail})" if detail else ""))
         reports.append(HostReport(machine.name, machine.role, machine.public_host, machine.public_port,
                                   ok=error is None, error=None if error is None else last_line(error),
-                                  changes=changes or []))
+                                  changes=changes or [], needs_replacing=isinstance(error, HostKeyMismatch)))
     for machine in machines:
         if not machine.running:
             reports.append(HostReport(machine.name, machine.role, machine.public_host, machine.public_port,
