@@ -63,18 +63,12 @@ def test_a_password_typed_on_the_shared_swarm_node_does_not_open_its_students_ow
                          "/etc/pam.d/sshd", GRAB=GRAB)
     swarm_port = next(h["port"] for h in room.status()[1].values() if h["name"] == "swarm-1")
     # The Swarm chapter: student-02 logs in with the password their sheet gives for the Swarm nodes.
-    row = room.roster()["student-02"]
-    assert row["swarm_password"] and row["swarm_password"] != row["password"]
-    from conftest import ssh_connect, ssh_run
-    session = ssh_connect(swarm_port, row["user"], row["swarm_password"])
-    try:
-        code, _out, err = ssh_run(session, "docker node ls")
-    finally:
-        session.close()
+    code, _out, err = room.as_student("student-02", "docker node ls", port=swarm_port, swarm=True)
     assert code == 0, err
     grabbed = room.root("swarm-1", "cat /var/tmp/grabbed")
     stolen = next(line.split(":", 1)[1] for line in grabbed.splitlines() if line.startswith("student-02:"))
     own = room.roster()["student-02"]
+    from conftest import ssh_connect
     with pytest.raises(Exception):  # noqa: B017 - any refusal will do
         ssh_connect(own["port"], "student-02", stolen).close()
 
