@@ -196,17 +196,29 @@ def _password_login(machine: Machine, access: AdminAccess, user: str, password: 
 
 def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
                 on_done: Callable[[Machine], None] | None = None, *, password_login: bool = False,
+                swarm_passwords: dict[str, str] | None = None,
                 ) -> dict[str, tuple[dict[str, bool], str | None]]:
-    """check_host on every machine, as many at once as the classroom's `preload.parallel` allows."""
+    """check_host on every machine, as many at once as the classroom's `preload.parallel` allows.
+    `swarm_passwords`: the students' passwords for the shared Swarm nodes (None: the state's)."""
     if not machines:
         return {}  # nothing to check: and no admin key made for a classroom that does not exist
     images = bool(room.config.images)
     exercises = room.config.exercises is not None
     access = room.admin_access()
     hashes = room.state.known_password_hashes()
+    if swarm_passwords is None:
+        swarm_passwords = room.state.known_passwords(swarm=True) if any(m.role != "student" for m in machines) \
+            else {}
+    swarm_hashes = room.state.known_password_hashes(swarm=True)
+
+    def check_one(machine: Machine) -> tuple[dict[str, bool], str | None]:
+        own = machine.role == Role.STUDENT
+        return check_host(machine, access, passwords if own else swarm_passwords, hashes if own else swarm_hashes,
+                          images=images, exercises=exercises, password_login=password_login,
+                          repairable=room.backend.can_repair_access)
+
     outcomes = in_parallel(
-        machines, lambda m: check_host(m, access, passwords, hashes, images=images, exercises=exercises,
-                                       password_login=password_login, repairable=room.backend.can_repair_access),
+        machines, check_one,
         limit=room.config.preload.parallel,
         on_done=(lambda m, _r, _e: on_done(m)) if on_done else None,
     )

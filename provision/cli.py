@@ -178,8 +178,13 @@ def _render_up(result, out, console) -> None:
                   f"{sum(1 for n in swarm.nodes if n.ok)}/{len(swarm.nodes)} node(s) ok.")
     if result.failed:
         names = ", ".join(h.name for h in result.failed)
-        console.print(f"[red]{len(result.failed)} host(s) not ready: {names}[/]. "
-                      "Re-run `classroom up` to repair them.")
+        advice = []
+        if result.to_repair:
+            advice.append(f"Re-run `classroom up` to repair {', '.join(result.to_repair)}.")
+        if result.to_replace:
+            advice.append(f"`classroom reset --hard {' '.join(result.to_replace)}` replaces what `up` cannot "
+                          "repair: a host whose key is not the classroom's.")
+        console.print(f"[red]{len(result.failed)} host(s) not ready: {names}[/]. " + " ".join(advice))
     else:
         out.print(f"[green]{ready} host(s) ready.[/]")
 
@@ -233,14 +238,15 @@ def roster(
     ctx: typer.Context,
     fmt: RosterFormat = typer.Option(RosterFormat.table, "--format", help="Output format."),
 ) -> None:
-    """The instructor's list: student, host, ssh command, password."""
+    """The instructor's list: student, host, ssh command, password (and Swarm password)."""
     from .ui import out
 
     room = _room(ctx)
     _require_existing(room)
     entries = room.roster()
     rows = [{"student": e.student, "host": e.host, "address": e.address, "port": e.port, "user": e.user,
-             "password": e.password, "ssh": e.ssh_command, "host_key": e.host_key} for e in entries]
+             "password": e.password, "ssh": e.ssh_command, "host_key": e.host_key,
+             "swarm_password": e.swarm_password} for e in entries]
     if fmt is RosterFormat.json:
         print(json.dumps(rows, indent=2))
     elif fmt is RosterFormat.csv:
@@ -253,10 +259,13 @@ def roster(
         from rich.table import Table
 
         table = Table(title=f"classroom {room.name}", title_justify="left")
-        for column in ("student", "ssh", "password"):
+        # The Swarm password only for a classroom with Swarm nodes: it opens those nodes only.
+        columns = ["student", "ssh", "password"] + (["swarm_password"] if any(e.swarm_password for e in entries)
+                                                    else [])
+        for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(row["student"], row["ssh"], row["password"])
+            table.add_row(*(row[column] for column in columns))
         out.print(table)
 
 

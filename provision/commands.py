@@ -84,6 +84,8 @@ class Classroom:
         machines = self.backend.machines() if machines is None else machines
         by_student = {m.student: m for m in machines if m.role == Role.STUDENT}
         passwords = self.state.known_passwords()
+        swarm_passwords = self.state.known_passwords(swarm=True) if any(h.is_swarm for h in self.planned_hosts()) \
+            else {}
         host_keys = self.state.host_keys()
         entries = []
         for spec in self.planned_hosts():
@@ -93,7 +95,7 @@ class Classroom:
             key = host_keys.get(machine.name)
             entries.append(RosterEntry(spec.student, machine.name, machine.public_host,
                                        machine.public_port, spec.student, passwords[spec.student],
-                                       fingerprint(key) if key else None))
+                                       fingerprint(key) if key else None, swarm_passwords.get(spec.student)))
         return entries
 
     def admin_access(self):
@@ -124,6 +126,16 @@ class UpResult:
     @property
     def failed(self) -> list[HostReport]:
         return [h for h in self.hosts if not h.ok]
+
+    @property
+    def to_replace(self) -> list[str]:
+        """Failed hosts that another `up` cannot repair: `classroom reset --hard` them."""
+        return [h.name for h in self.failed if h.needs_replacing]
+
+    @property
+    def to_repair(self) -> list[str]:
+        """Failed hosts that another `up` may repair."""
+        return [h.name for h in self.failed if not h.needs_replacing]
 
 
 def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_secrets: bool = False) -> UpResult:
@@ -159,7 +171,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         before = {m.name for m in existing if m.running}
         if existing and not new_secrets:
             state.known_passwords(missing_ok=True)  # a damaged file is refused, naming it; a lost one below
-        lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student])
+            state.known_passwords(swarm=True)
+        lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student],
+                                  swarm_nodes=any(m.role != Role.STUDENT for m in existing))
         if lost:
             refuse_lost_secrets(room, lost, new_secrets)
         new_hosts = [h for h in hosts if h.name not in before]
@@ -177,6 +191,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
                           cache=sorted(set(meta.cache) | set(course.cache_files())))
         hosts = room.planned_hosts()
         passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing)
+        # Separate passwords for the shared Swarm nodes: one captured there opens no student's host.
+        swarm_passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing,
+                                          swarm=True) if swarm_nodes else {}
         ensured = backend.ensure(hosts, key.public_line, room.progress, found)
         machines = ensured.machines
         made_before = {m.name for m in existing}  # new hosts got the new secrets when they were made
@@ -185,7 +202,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
             renewed.append(f"the classroom's record {state.path / META_FILE}, which was missing: rebuilt from its "
                            f"{len(existing)} host(s); its expiry could not be read back and restarted from now")
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
-        reports = provision_hosts(room, machines, passwords, access, course)
+        reports = provision_hosts(room, machines, passwords, access, course, swarm_passwords)
         present = {m.name for m in machines}
         reports += [HostReport(h.name, h.role, "-", 0, ok=False,
                                error=ensured.failures.get(h.name, "the machine was not created"))
@@ -247,6 +264,9 @@ def restore_access(room: Classroom, machines: list[Machine], lost: LostSecrets, 
         renewed.append(f"new host keys for {', '.join(lost.host_keys)}")
     if lost.passwords:
         renewed.append(f"new passwords for {', '.join(lost.passwords)}: the sheets printed before are void, "
+                       "print the new ones")
+    if lost.swarm_passwords:
+        renewed.append("new Swarm passwords for every student: the sheets printed before are void, "
                        "print the new ones")
     return renewed
 
@@ -514,13 +534,18 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
     if unknown:
         raise BadInput(f"the password of {', '.join(unknown)} is gone from {room.state.path}: restore it, or "
                        "`classroom up --new-secrets` makes new ones (the printed sheets become void)")
+    swarm_specs = [spec for spec in specs if spec.is_swarm]
+    if swarm_specs and not room.state.known_passwords(swarm=True):
+        raise BadInput(f"the students' Swarm passwords are gone from {room.state.path}: restore them, or "
+                       "`classroom up --new-secrets` makes new ones (the printed sheets become void)")
     with room.state.lock("reset"):
         backend = room.backend
         key = room.state.admin_key()
         passwords = room.state.known_passwords()
         # Only the hashes these hosts take (each kept hash is checked against its password).
-        needed = {student for spec in specs for student in ([spec.student] if spec.student else passwords)}
-        hashes = room.state.password_hashes({s: p for s, p in passwords.items() if s in needed})
+        hashes = room.state.password_hashes({spec.student: passwords[spec.student] for spec in specs if spec.student})
+        swarm_passwords = room.state.known_passwords(swarm=True) if swarm_specs else {}
+        swarm_hashes = room.state.password_hashes(swarm_passwords, swarm=True)
         course = prepare_course(room, rebuild=False)
         machines = {m.name: m for m in backend.machines()}
         # Before anything is removed: a replaced host takes its kept key; a lost one would leave
@@ -529,7 +554,6 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         if lost_keys:
             raise BadInput(f"the host keys of {', '.join(lost_keys)} are missing or damaged in {room.state.path}: "
                            "restore them, or `classroom up --new-secrets` installs new ones")
-        swarm_specs = [spec for spec in specs if spec.is_swarm]
         if swarm_specs:  # hard only (refused above otherwise): hand managers' roles over first
             room.remote.release_nodes(list(machines.values()), room.admin_access(), [s.name for s in swarm_specs],
                                       room.progress)
@@ -546,8 +570,9 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
                 machine = backend.replace(spec, key.public_line)
             else:  # engine started first, every Docker error fatal, leftovers looked for
                 changes = remote.wipe(machine, room.admin_access(), backend, spec.student or "")
-            changes += remote.provision(machine, hashes, room.admin_access(), course, backend, fresh_exercises=True)
-            checks, detail = remote.check(machine, room.admin_access(), passwords, hashes, images=bool(course.images),
+            own, own_hashes = (swarm_passwords, swarm_hashes) if spec.is_swarm else (passwords, hashes)
+            changes += remote.provision(machine, own_hashes, room.admin_access(), course, backend, fresh_exercises=True)
+            checks, detail = remote.check(machine, room.admin_access(), own, own_hashes, images=bool(course.images),
                                           exercises=course.exercises is not None,
                                           repairable=backend.can_repair_access)
             failing = [name for name, ok in checks.items() if not ok]

@@ -38,7 +38,7 @@ class HostWork(Protocol):
 
     def check_all(self, room: Classroom, machines: list[Machine], passwords: dict[str, str],
                   on_done: Callable[[Machine], None] | None = None, *,
-                  password_login: bool = False) -> dict[str, Checks]:
+                  password_login: bool = False, swarm_passwords: dict[str, str] | None = None) -> dict[str, Checks]:
         """Every host, checked at once: host name -> checks. `password_login`: also log in with
         each student's password for real (after provisioning), not only compare hashes."""
 
@@ -75,10 +75,11 @@ class SshHostWork:
         return check_host(machine, access, passwords, hashes, images=images, exercises=exercises,
                           repairable=repairable)
 
-    def check_all(self, room, machines, passwords, on_done=None, *, password_login=False):
+    def check_all(self, room, machines, passwords, on_done=None, *, password_login=False, swarm_passwords=None):
         from .checks import check_hosts
 
-        return check_hosts(room, machines, passwords, on_done=on_done, password_login=password_login)
+        return check_hosts(room, machines, passwords, on_done=on_done, password_login=password_login,
+                           swarm_passwords=swarm_passwords)
 
     def converge_swarm(self, machines, access, managers, progress):
         from .swarm import converge_swarm

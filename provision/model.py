@@ -101,3 +101,6 @@ class HostReport:
     ok: bool
     error: str | None = None
     changes: list[str] = field(default_factory=list)
+    # Not the machine this classroom made (its host key differs): `up` never uses it, so only
+    # `classroom reset --hard` (a new machine with the classroom's key) repairs it.
+    needs_replacing: bool = False

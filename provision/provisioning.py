@@ -23,7 +23,7 @@ from .errors import BadInput, last_line
 from .exercises import ExerciseChange, ExerciseChanges, ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
-from .ssh import AdminAccess, RemoteError, admin_connection, check, in_parallel, open_with_retry, \
+from .ssh import AdminAccess, HostKeyMismatch, RemoteError, admin_connection, check, in_parallel, open_with_retry, \
     script_command
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def check_course(room: Classroom) -> None:
 
 
 def accounts_for(machine: Machine, hashes: dict[str, str]) -> dict[str, str]:
-    """A student host has its student; a Swarm node has every student."""
+    """A student host has its student; a Swarm node has every student (`hashes`: their Swarm passwords')."""
     if machine.role == Role.STUDENT:
         return {machine.student: hashes[machine.student]} if machine.student in hashes else {}
     return dict(hashes)
@@ -208,21 +208,26 @@ def summarize_exercise_changes(done: ExerciseChanges) -> list[str]:
 
 
 def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                    access: AdminAccess, course: Course | None = None) -> list[HostReport]:
+                    access: AdminAccess, course: Course | None = None,
+                    swarm_passwords: dict[str, str] | None = None) -> list[HostReport]:
+    """`passwords` open the students' own hosts; `swarm_passwords` the shared Swarm nodes, where
+    every student is root: a Swarm node never gets the hash of a password that opens a student's host."""
     progress = room.progress
     running = [m for m in machines if m.running]
     limit = room.config.preload.parallel
     hashes = room.state.password_hashes(passwords)
+    swarm_hashes = room.state.password_hashes(swarm_passwords or {}, swarm=True)
     progress.start("provision", f"Provisioning {len(running)} host(s)", total=len(running))
     course = course or Course()
-    outcomes = in_parallel(running, lambda m: room.remote.provision(m, hashes, access, course, room.backend),
+    outcomes = in_parallel(running, lambda m: room.remote.provision(
+                               m, hashes if m.role == Role.STUDENT else swarm_hashes, access, course, room.backend),
                            limit=limit,
                            on_done=lambda m, _r, _e: progress.advance("provision", detail=m.name))
     progress.finish("provision")
 
     progress.start("verify", "Checking every host as its students", total=len(running))
     # The hosts just changed: each student's password is also tried for real, up to authentication.
-    verified = room.remote.check_all(room, running, passwords, password_login=True,
+    verified = room.remote.check_all(room, running, passwords, password_login=True, swarm_passwords=swarm_passwords,
                                      on_done=lambda m: progress.advance("verify", detail=m.name))
     progress.finish("verify")
 
@@ -234,7 +239,7 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
             error = RuntimeError(f"check failed: {failing}" + (f" ({detail})" if detail else ""))
         reports.append(HostReport(machine.name, machine.role, machine.public_host, machine.public_port,
                                   ok=error is None, error=None if error is None else last_line(error),
-                                  changes=changes or []))
+                                  changes=changes or [], needs_replacing=isinstance(error, HostKeyMismatch)))
     for machine in machines:
         if not machine.running:
             reports.append(HostReport(machine.name, machine.role, machine.public_host, machine.public_port,

@@ -60,6 +60,9 @@ class RosterEntry:
     user: str
     password: str
     host_key: str | None = None  # the host key's fingerprint (SHA256:...), for the student to check
+    # The student's password on the shared Swarm nodes only (None: no Swarm): every student is
+    # root there, so it must not be the one that opens their own host.
+    swarm_password: str | None = None
 
     @property
     def ssh_command(self) -> str:
@@ -68,7 +71,7 @@ class RosterEntry:
 
 @dataclass(frozen=True)
 class SwarmAccess:
-    """A Swarm node a student can log into with their own account."""
+    """A Swarm node a student can log into with their own account and their Swarm password."""
 
     host: str  # swarm-1
     role: Role

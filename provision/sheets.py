@@ -45,7 +45,11 @@ LABELS: dict[str, dict[str, str]] = {
         "exercises": "Exercises",
         "exercises_where": "Your exercise files are in",
         "swarm": "Swarm cluster",
-        "swarm_intro": "You also have an account on the Swarm nodes, with the same user and password:",
+        "swarm_intro": "You also have an account on the Swarm nodes, with the same user but a password "
+        "of its own:",
+        "swarm_password": "Swarm password",
+        "swarm_password_only_here": "Every student is root on these shared nodes and could see what is typed "
+        "there: type only this Swarm password on them, never your own machine's.",
         "node": "Node",
         "role": "Role",
         "command": "Command",
@@ -87,7 +91,10 @@ LABELS: dict[str, dict[str, str]] = {
         "exercises_where": "Vos fichiers d'exercices sont dans",
         "swarm": "Cluster Swarm",
         "swarm_intro": "Vous avez aussi un compte sur les nœuds Swarm, avec le même utilisateur "
-        "et le même mot de passe\u00a0:",
+        "mais un mot de passe à part\u00a0:",
+        "swarm_password": "Mot de passe Swarm",
+        "swarm_password_only_here": "Chaque stagiaire est root sur ces nœuds partagés et pourrait voir ce qui "
+        "y est tapé\u00a0: n'y tapez que ce mot de passe Swarm, jamais celui de votre machine.",
         "node": "Nœud",
         "role": "Rôle",
         "command": "Commande",
@@ -177,6 +184,7 @@ def needs_dense_layout(entries: list[RosterEntry], course: SheetCourse) -> bool:
     lines = (len(course.images) + 1) // 2
     longest = max((len(entry.ssh_command) for entry in entries), default=0)
     lines += 1 if longest > COMMAND_LINE_CHARS else 0
+    lines += 1 if course.swarm and any(entry.swarm_password for entry in entries) else 0
     for node in course.swarm:
         widest = max((len(node.ssh_command(entry.user)) for entry in entries), default=0)
         lines += 2 if widest > SWARM_LINE_CHARS else 1

@@ -32,6 +32,10 @@ HOST_KEYS_DIR = "host_keys"  # host_keys/<host>: each host's sshd key, made here
 KNOWN_HOSTS_FILE = "known_hosts"  # "<host> ssh-ed25519 AAAA..." lines, for `ssh -o HostKeyAlias=<host>`
 ROSTER_FILE = "passwords.json"
 HASHES_FILE = "password_hashes.json"  # student -> SHA-512 crypt hash: all that hosts ever receive
+# Each student's password for the shared Swarm nodes only, with its hashes. Every student is root
+# there (docker group) and can capture what is typed at login, so it must not open their own host.
+SWARM_ROSTER_FILE = "swarm_passwords.json"
+SWARM_HASHES_FILE = "swarm_password_hashes.json"
 META_FILE = "classroom.json"
 LOCK_FILE = "lock"
 _HOST_KEYS_LOCK = threading.Lock()  # hosts are created in parallel: one writer of known_hosts at a time
@@ -41,7 +45,14 @@ RECOVERY = {
     META_FILE: "`classroom down` still removes the classroom; or restore the file",
     ROSTER_FILE: "restore the file, or `classroom up --new-secrets` gives every student a new password "
                  "(the printed sheets become void); `classroom down` still removes the classroom",
+    SWARM_ROSTER_FILE: "restore the file, or `classroom up --new-secrets` gives every student a new Swarm "
+                       "password (the printed sheets become void); `classroom down` still removes the classroom",
 }
+
+
+def _password_files(swarm: bool) -> tuple[str, str]:
+    """(passwords file, hashes file): the students' own hosts', or the shared Swarm nodes'."""
+    return (SWARM_ROSTER_FILE, SWARM_HASHES_FILE) if swarm else (ROSTER_FILE, HASHES_FILE)
 
 
 def state_root() -> Path:
@@ -172,16 +183,19 @@ class LostSecrets:
     would lock the tool out (admin key, host keys) or void the printed sheets (passwords)."""
 
     admin_key: bool = False
-    passwords: tuple[str, ...] = ()  # students whose host exists (or every one: the file is gone)
+    passwords: tuple[str, ...] = ()  # students whose host exists
     host_keys: tuple[str, ...] = ()  # hosts that exist without their pinned key
+    swarm_passwords: bool = False  # Swarm nodes exist, but not the students' passwords for them
 
     def __bool__(self) -> bool:
-        return self.admin_key or bool(self.passwords) or bool(self.host_keys)
+        return self.admin_key or bool(self.passwords) or bool(self.host_keys) or self.swarm_passwords
 
     def describe(self) -> str:
         parts = [f"the admin key file {KEY_FILE}"] if self.admin_key else []
         if self.passwords:
             parts.append(f"the passwords of {_names(self.passwords)}")
+        if self.swarm_passwords:
+            parts.append("the students' Swarm passwords")
         if self.host_keys:
             parts.append(f"the host keys of {_names(self.host_keys)}")
         return ", ".join(parts)
@@ -280,16 +294,17 @@ class ClassroomState:
             write_private(public, f"{line}\n")
         return AdminKey(private, public.read_text().strip())
 
-    def lost_secrets(self, hosts: list[str], students: list[str]) -> LostSecrets:
-        """What of the secrets of existing `hosts` (whose own students are `students`) is gone."""
+    def lost_secrets(self, hosts: list[str], students: list[str], swarm_nodes: bool = False) -> LostSecrets:
+        """What of the secrets of existing `hosts` (whose own students are `students`; `swarm_nodes`:
+        some of them are Swarm nodes, which have every student's Swarm password) is gone."""
         if not hosts:
             return LostSecrets()
         admin_lost = bool(key_pair_problem(self.path / KEY_FILE, self.path / f"{KEY_FILE}.pub"))
         known = read_state_json(self.path / ROSTER_FILE, {}, salvage=True)  # damaged: all lost
         lost_passwords = tuple(s for s in students if s not in known)
-        if not known and not lost_passwords:  # only Swarm nodes are left: they have every account
-            lost_passwords = ("every student",)
-        return LostSecrets(admin_lost, lost_passwords, self.lost_host_keys(hosts))
+        # Which students have an account on the nodes only the nodes know: an empty file is a lost one.
+        swarm_lost = swarm_nodes and not read_state_json(self.path / SWARM_ROSTER_FILE, {}, salvage=True)
+        return LostSecrets(admin_lost, lost_passwords, self.lost_host_keys(hosts), swarm_lost)
 
     def lost_host_keys(self, hosts: list[str]) -> tuple[str, ...]:
         """The `hosts` whose pinned host key is missing or damaged (an emptied file counts)."""
@@ -327,12 +342,14 @@ class ClassroomState:
         write_private(self.known_hosts_path, lines)
 
     # --- passwords ---------------------------------------------------------------------------
-    def passwords(self, students: list[str], *, replace_damaged: bool = False) -> dict[str, str]:
+    def passwords(self, students: list[str], *, replace_damaged: bool = False,
+                  swarm: bool = False) -> dict[str, str]:
         """Each student's password: generated once, then stable across re-runs. `replace_damaged`
-        (`up --new-secrets`): a damaged file is replaced rather than refused."""
+        (`up --new-secrets`): a damaged file is replaced rather than refused. `swarm`: the
+        passwords for the shared Swarm nodes, never the ones of the students' own hosts."""
         from .passwords import new_password
 
-        path = self.path / ROSTER_FILE
+        path = self.path / _password_files(swarm)[0]
         known = read_state_json(path, {}, salvage=replace_damaged)
         missing = [s for s in students if s not in known]
         if missing:
@@ -340,33 +357,33 @@ class ClassroomState:
             write_private(path, json.dumps(known, indent=2, sort_keys=True))
         return {s: known[s] for s in students}
 
-    def known_passwords(self, *, missing_ok: bool = False) -> dict[str, str]:
-        """The students' passwords. A missing file of a classroom that has students is as lost as
-        a damaged one: named, with the way out, never an empty roster. `missing_ok` (up, extend):
-        the caller deals with lost passwords itself."""
-        path = self.path / ROSTER_FILE
-        if not (missing_ok or self.salvage or path.exists()) and self.salvaged_meta().get("students"):
+    def known_passwords(self, *, missing_ok: bool = False, swarm: bool = False) -> dict[str, str]:
+        """The students' passwords (`swarm`: those of the shared Swarm nodes). A missing file of a
+        classroom that has students is as lost as a damaged one: named, with the way out, never an
+        empty roster. `missing_ok` (up, extend): the caller deals with lost passwords itself."""
+        path = self.path / _password_files(swarm)[0]
+        if not (missing_ok or swarm or self.salvage or path.exists()) and self.salvaged_meta().students:
             raise BadInput(f"{path} is missing: the students' passwords cannot be read back; {RECOVERY[ROSTER_FILE]}")
         return read_state_json(path, {}, salvage=self.salvage)
 
-    def password_hashes(self, passwords: dict[str, str]) -> dict[str, str]:
+    def password_hashes(self, passwords: dict[str, str], swarm: bool = False) -> dict[str, str]:
         """Each student's crypt hash (passwords.py), made once and kept: hosts compare it with
         /etc/shadow as a string, so a stable salt is what makes a re-run change nothing. A kept
         hash that no longer matches its password (passwords.json edited) is made anew."""
         from .passwords import crypt_hash, hash_matches
 
-        known = self.known_password_hashes()
+        known = self.known_password_hashes(swarm)
         fresh = {student: crypt_hash(password) for student, password in passwords.items()
                  if student not in known or not hash_matches(password, known[student])}
         if fresh:
             known.update(fresh)
-            write_private(self.path / HASHES_FILE, json.dumps(known, indent=2, sort_keys=True))
+            write_private(self.path / _password_files(swarm)[1], json.dumps(known, indent=2, sort_keys=True))
         return {student: known[student] for student in passwords}
 
-    def known_password_hashes(self) -> dict[str, str]:
+    def known_password_hashes(self, swarm: bool = False) -> dict[str, str]:
         """The hashes kept so far (read only: `status` never writes). Made from the passwords, so
         a damaged file is nothing to refuse: its hashes are made again by the next `up`."""
-        hashes = read_state_json(self.path / HASHES_FILE, {}, salvage=True)
+        hashes = read_state_json(self.path / _password_files(swarm)[1], {}, salvage=True)
         return {student: hashed for student, hashed in hashes.items() if isinstance(hashed, str)}
 
     # --- metadata ------------------------------------------------------------------------------

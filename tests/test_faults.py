@@ -156,6 +156,45 @@ def test_lost_passwords_are_refused_then_new_secrets_sets_new_ones_everywhere(en
     assert container_ids(engine, name) == ids, "hosts were replaced: students' work would be lost"
 
 
+def test_lost_swarm_passwords_are_refused_then_new_secrets_sets_new_ones_on_the_nodes(engine, tmp_path):
+    # The shared Swarm nodes have passwords of their own (swarm_passwords.json): lost, they are
+    # refused and renewed exactly as the students' own ones are.
+    name = unique_name("t-swlost")
+    write_classroom_file(tmp_path, name, students=1, swarm_nodes=1, port_base=free_port_base(4))
+    cli = Cli(tmp_path / "home", cwd=tmp_path)
+    state = cli.home / name
+    try:
+        assert cli("up").exit_code == 0
+        assert stat.S_IMODE((state / "swarm_passwords.json").stat().st_mode) == 0o600
+        before = roster(cli)["student-01"]
+        node = {**before, "port": next(h["port"] for h in json.loads(cli("status", "--json").stdout)["hosts"]
+                                       if h["name"] == "swarm-1")}
+        saved = (state / "swarm_passwords.json").read_text()
+        (state / "swarm_passwords.json").write_text(saved[: len(saved) // 2])
+        assert only_error(cli("roster")).startswith(f"{state}/swarm_passwords.json is damaged (not valid JSON): ")
+        (state / "swarm_passwords.json").unlink()
+        ids = container_ids(engine, name)
+        assert only_error(cli("up")) == (
+            f"classroom '{name}' has hosts whose secrets are gone from {state} (the students' Swarm passwords): "
+            "restore them, or run `classroom up --new-secrets` to make new ones (new passwords void the printed "
+            "sheets), or `classroom down` then `classroom up`")
+        assert not (state / "swarm_passwords.json").exists(), "a refused `up` made passwords"
+        assert only_error(cli("reset", "swarm-1", "--hard")).startswith("the students' Swarm passwords are gone")
+
+        run = cli("up", "--new-secrets")
+        assert run.exit_code == 0, run
+        assert "new Swarm passwords for every student: the sheets printed before are void" in run.stderr
+        after = roster(cli)["student-01"]
+        assert after["password"] == before["password"]  # the student's own host is not concerned
+        assert after["swarm_password"] not in (before["swarm_password"], after["password"])
+        assert can_log_in(node, after["swarm_password"])
+        assert not can_log_in(node, before["swarm_password"]), "the old Swarm password still works"
+        assert container_ids(engine, name) == ids, "hosts were replaced"
+    finally:
+        cli("down", "--yes")
+        remove_classroom_resources(engine, name)
+
+
 def test_a_lost_admin_key_is_refused_then_new_secrets_installs_one_through_the_engine(engine, room):
     name, cli = room
     state = cli.home / name

@@ -146,6 +146,9 @@ def test_a_host_with_another_key_is_reported_and_not_used(room, engine, tmp_path
     row = next(line for line in up.stdout.splitlines() if line.lstrip("│ ").startswith("student-02"))
     assert "host key" in row
     assert "student-02" in up.stderr or "student-02" in up.stdout
+    # Another `up` cannot repair it: the closing advice names the command that does.
+    assert "`classroom reset --hard student-02`" in up.stderr, up
+    assert "Re-run `classroom up`" not in up.stderr, up
 
     # The real OpenSSH client, through `classroom ssh`, refuses it too.
     env = {**os.environ, "CLASSROOM_HOME": str(cli.home), "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}

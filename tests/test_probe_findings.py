@@ -62,7 +62,8 @@ def test_a_password_typed_on_the_shared_swarm_node_does_not_open_its_students_ow
                          "sed -i '1i auth optional pam_exec.so quiet expose_authtok /usr/local/bin/grab' "
                          "/etc/pam.d/sshd", GRAB=GRAB)
     swarm_port = next(h["port"] for h in room.status()[1].values() if h["name"] == "swarm-1")
-    code, _out, err = room.as_student("student-02", "docker node ls", port=swarm_port)  # the Swarm chapter
+    # The Swarm chapter: student-02 logs in with the password their sheet gives for the Swarm nodes.
+    code, _out, err = room.as_student("student-02", "docker node ls", port=swarm_port, swarm=True)
     assert code == 0, err
     grabbed = room.root("swarm-1", "cat /var/tmp/grabbed")
     stolen = next(line.split(":", 1)[1] for line in grabbed.splitlines() if line.startswith("student-02:"))

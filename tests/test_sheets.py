@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from provision.errors import BadInput, ExitCode
 from provision.roster import RosterEntry, SwarmAccess
@@ -184,6 +185,23 @@ def test_swarm_section_only_when_there_is_a_swarm(tmp_path, fmt):
     for command in ("docker node ls", "docker service create", "docker stack deploy"):
         assert command in text
     assert "manager" in text and "worker" in text
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_swarm_section_gives_the_swarm_password_and_says_to_type_it_only_there(tmp_path, lang, fmt):
+    # Every student is root on the shared nodes: a password typed there must not open their own host.
+    swarm_passwords = ["swarm-pass-word-0001", "swarm-pass-word-0002", "swarm-pass-word-0003"]
+    entries = [RosterEntry(e.student, e.host, e.address, e.port, e.user, e.password, swarm_password=p)
+               for e, p in zip(make_entries(), swarm_passwords, strict=True)]
+    render(tmp_path, lang=lang, formats=[fmt], course=make_course(swarm=SWARM), entries=entries)
+    text = (tmp_path / "sheets" / f"student-02.{fmt}").read_text()
+    swarm_section = text[text.index(LABELS[lang]["swarm"]):]
+    assert swarm_passwords[1] in swarm_section and PASSWORDS[1] not in swarm_section
+    assert swarm_passwords[0] not in text and swarm_passwords[2] not in text
+    assert LABELS[lang]["swarm_password"] in swarm_section
+    only_here = LABELS[lang]["swarm_password_only_here"]
+    assert (str(escape(only_here)) if fmt == "html" else only_here) in swarm_section  # as Jinja escapes it
 
 
 def test_swarm_commands_keep_a_non_default_port(tmp_path):

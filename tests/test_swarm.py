@@ -76,7 +76,8 @@ class SwarmRoom:
 
     @property
     def passwords(self) -> dict[str, str]:
-        return self.room.state.known_passwords()
+        """The students' passwords for the shared Swarm nodes (not their own hosts')."""
+        return self.room.state.known_passwords(swarm=True)
 
     def machines(self):
         return self.room.backend.machines()
@@ -133,7 +134,7 @@ class SwarmRoom:
             self.notes += release_node(self.machines(), self.room.admin_access(), name, self.progress)
         spec = next(h for h in self.room.planned_hosts() if h.name == name)
         machine = self.room.backend.replace(spec, self.key.public_line)
-        provision_host(machine, self.room.state.password_hashes(self.passwords), self.room.admin_access())
+        provision_host(machine, self.room.state.password_hashes(self.passwords, swarm=True), self.room.admin_access())
         return self.converge()
 
     def student(self, user: str, node: str = "swarm-1"):
@@ -240,7 +241,7 @@ def test_converge_forms_a_cluster_of_three_ready_nodes(swarm):
 @pytest.mark.engine
 def test_student_creates_a_service_whose_tasks_run_on_every_node(swarm):
     user = "student-01"
-    client = swarm.student(user)  # their own password, over SSH, on swarm-1
+    client = swarm.student(user)  # their Swarm password, over SSH, on swarm-1
     service = f"{user}-web"
     try:
         code, out, err = ssh_run(client, "id -un && docker node ls --format '{{.Hostname}} {{.Status}}'")

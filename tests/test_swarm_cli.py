@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import paramiko
 import pytest
 from conftest import Cli, free_port_base, remove_classroom_resources, ssh_connect, ssh_run, unique_name, \
     write_classroom_file
@@ -48,13 +49,19 @@ def test_up_forms_the_cluster_and_status_shows_it(engine, room):
     nodes = [h for h in status["hosts"] if h["role"] != "student"]
     assert [(h["name"], h["role"], h["checks"].get("swarm")) for h in nodes] == [
         ("swarm-1", "swarm-manager", True), ("swarm-2", "swarm-worker", True), ("swarm-3", "swarm-worker", True)]
+    # The nodes' /etc/shadow holds the Swarm passwords' hashes, which status compares with the state's.
+    assert all(h["checks"]["ssh"] and h["state"] == "ready" for h in status["hosts"]), status
 
 
-def test_a_student_uses_the_cluster_with_their_own_password(engine, room):
+def test_a_student_uses_the_cluster_with_their_swarm_password_only(engine, room):
+    # Every student is root on the shared nodes: the password typed there is not their own host's.
     name, cli = room
     row = json.loads(cli("roster", "--format", "json").stdout)[1]
+    assert row["swarm_password"] and row["swarm_password"] != row["password"]
     swarm_port = next(h["port"] for h in json.loads(cli("status", "--json").stdout)["hosts"] if h["name"] == "swarm-1")
-    session = ssh_connect(swarm_port, row["user"], row["password"])
+    with pytest.raises(paramiko.AuthenticationException):
+        ssh_connect(swarm_port, row["user"], row["password"]).close()
+    session = ssh_connect(swarm_port, row["user"], row["swarm_password"])
     try:
         code, out, err = ssh_run(session, "id -un; docker node ls --format '{{.Hostname}}' | sort")
     finally:

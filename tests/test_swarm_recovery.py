@@ -55,7 +55,8 @@ def test_two_of_three_managers_replaced_at_once_are_recovered_from_the_survivor(
     for name in ("swarm-1", "swarm-2"):  # no hand-over: as if both machines had died
         spec = next(h for h in room.planned_hosts() if h.name == name)
         machine = room.backend.replace(spec, room.state.admin_key().public_line)
-        provision_host(machine, room.state.password_hashes(room.state.known_passwords()), room.admin_access())
+        provision_host(machine, room.state.password_hashes(room.state.known_passwords(swarm=True), swarm=True),
+                       room.admin_access())
 
     report = converge_swarm(room.backend.machines(), room.admin_access(), 3)
 

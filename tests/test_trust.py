@@ -37,8 +37,9 @@ class Room:
         assert run.exit_code == 0, run
         return {row["student"]: row for row in json.loads(run.stdout)}
 
-    def hashes(self) -> dict[str, str]:
-        return json.loads((self.state_dir / "password_hashes.json").read_text())
+    def hashes(self, swarm: bool = False) -> dict[str, str]:
+        """The students' hashes for their own hosts, or (`swarm`) for the shared Swarm nodes."""
+        return json.loads((self.state_dir / f"{'swarm_' if swarm else ''}password_hashes.json").read_text())
 
     def status(self) -> tuple[int, dict[str, dict]]:
         run = self.cli("status", "--json")
@@ -56,9 +57,11 @@ class Room:
         assert code == 0, f"{host}: {command} -> {code}: {text}"
         return text
 
-    def as_student(self, student: str, command: str, port: int | None = None) -> tuple[int, str, str]:
+    def as_student(self, student: str, command: str, port: int | None = None,
+                   swarm: bool = False) -> tuple[int, str, str]:
+        """`command` over SSH as `student`, on their host or (`swarm`, with `port`) a Swarm node."""
         row = self.roster()[student]
-        session = ssh_connect(port or row["port"], row["user"], row["password"])
+        session = ssh_connect(port or row["port"], row["user"], row["swarm_password" if swarm else "password"])
         try:
             return ssh_run(session, command)
         finally:
@@ -302,14 +305,18 @@ def test_a_root_student_on_the_shared_swarm_node_captures_no_password(swarm_room
     assert up.exit_code == 0, up
     assert "password of student-02 restored" in next(line for line in up.stdout.splitlines() if " swarm-1 " in line)
     assert status.exit_code == 0, status
-    hashes = room.hashes()
+    # The node holds the hashes of the students' Swarm passwords, never of their own hosts' ones.
+    hashes, own_hashes = room.hashes(swarm=True), room.hashes()
     assert f"student-02:{hashes['student-02']}" in grabbed  # the hooks were live: they saw the hash
     for student, hashed in hashes.items():
-        assert room.root("swarm-1", f"getent shadow {student} | cut -d: -f2").strip() == hashed
+        assert room.root("swarm-1", f"getent shadow {student} | cut -d: -f2").strip() == hashed != own_hashes[student]
     assert "No such file" in room.root("swarm-1", "ls /etc/classroom/accounts 2>&1 || true")
 
-    # The control: a student who logs in there themselves does hand their password to the hook.
+    # The control: a student who logs in there themselves does hand their Swarm password (only
+    # that one: it opens the Swarm nodes only) to the hook.
     swarm_port = next(h["port"] for h in json.loads(status.stdout)["hosts"] if h["name"] == "swarm-1")
-    code, out, err = room.as_student("student-01", "id -un", port=swarm_port)
+    code, out, err = room.as_student("student-01", "id -un", port=swarm_port, swarm=True)
     assert (code, out.strip()) == (0, "student-01"), err
-    assert passwords["student-01"] in room.root("swarm-1", "cat /var/tmp/grabbed")
+    grabbed = room.root("swarm-1", "cat /var/tmp/grabbed")
+    assert room.roster()["student-01"]["swarm_password"] in grabbed
+    assert passwords["student-01"] not in grabbed
