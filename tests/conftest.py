@@ -176,6 +176,30 @@ def write_classroom_file(folder: Path, name: str, *, students: int = 3, swarm_no
     return path
 
 
+# --- bad input: one line, exit 2, nothing created ---------------------------------------------------
+PREFIX = "classroom: error: "
+
+
+def assert_nothing_created(cli, name: str, client) -> None:
+    home = cli.home
+    assert not (home / name).exists(), f"a state folder was left: {sorted(p.name for p in (home / name).iterdir())}"
+    assert not home.exists() or not any(home.iterdir()), f"state left in {home}: {list(home.iterdir())}"
+    if client is not None:
+        assert classroom_resources(client, name) == {"containers": [], "volumes": [], "networks": []}
+
+
+def assert_one_line(run, expected: str, regex: bool) -> None:
+    assert run.exit_code == 2, run
+    assert len(run.error_lines) == 1, run
+    line = run.error_lines[0]
+    assert line.startswith(PREFIX), run
+    if regex:
+        assert re.fullmatch(expected, line[len(PREFIX):]), f"{line!r} does not match {expected!r}"
+    else:
+        assert line[len(PREFIX):] == expected
+    assert "Traceback" not in run.stderr
+
+
 # --- the engine ------------------------------------------------------------------------------------
 def docker_client():
     """A Docker SDK client for the engine the tool uses (DOCKER_HOST or the local socket), or None."""
@@ -370,5 +394,16 @@ def pytest_collection_modifyitems(config, items):
     """A test that uses the engine, directly or through another fixture, is an `engine` test:
     `scripts/test.sh --fast` (pytest -m "not engine") leaves it out."""
     for item in items:
-        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if uses_the_engine(item):
             item.add_marker(pytest.mark.engine)
+
+
+def uses_the_engine(item) -> bool:
+    """Whether the test asks for one of the engine fixtures defined HERE: a module's own fixture of
+    the same name (test_aws_cli's `engine` is the Pulumi stand-in) does not make it an engine test."""
+    info = getattr(item, "_fixtureinfo", None)
+    for name in ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        definitions = info.name2fixturedefs.get(name) if info is not None else None
+        if not definitions or definitions[-1].func.__module__ == __name__:
+            return True
+    return False

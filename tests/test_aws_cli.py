@@ -1,7 +1,7 @@
 """`--backend aws` through the real command line (`provision.cli.main`, in this process).
 
 The Pulumi CLI cannot be installed here and AWS cannot be reached, so:
-- the engine is the `FakePulumi` stand-in of test_aws_backend.py, extended so that its `up` also
+- the engine is the `FakePulumi` stand-in of tests/fakes.py, extended so that its `up` also
   launches the hosts in moto and its `destroy` terminates them: what the CLI then reads back from
   EC2 by tag (status, roster, the sweep after `down`) is what the "engine" did;
 - EC2, STS and SSM are moto; the vCPU quota is answered by botocore's Stubber (moto lacks it);
@@ -33,7 +33,7 @@ moto = pytest.importorskip("moto")
 import paramiko
 from botocore.stub import Stubber
 from conftest import fake_aws_credentials
-from test_aws_backend import FakePulumi, make_lost_classroom  # the stand-ins (shared, not copied)
+from fakes import FakePulumi, make_lost_classroom
 
 from provision import backends, checks, cost, provisioning, ssh
 from provision.swarm import session as swarm_session

@@ -17,8 +17,11 @@ from pathlib import Path
 import paramiko
 import pytest
 from conftest import (
+    PREFIX,
     REPO,
     Cli,
+    assert_nothing_created,
+    assert_one_line,
     classroom_resources,
     free_port_base,
     remove_classroom_resources,
@@ -27,7 +30,6 @@ from conftest import (
     unique_name,
     write_classroom_file,
 )
-from test_bad_input import PREFIX, assert_nothing_created, assert_one_line
 
 NOTHING = {"containers": [], "volumes": [], "networks": []}
 

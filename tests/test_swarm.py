@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port_base, load_image_into, remove_classroom_resources, save_image, ssh_connect, ssh_run
+from fakes import LogCapture, ProgressRecorder
 
 
 NODES = 3
@@ -25,46 +26,13 @@ STUDENTS = 2
 SWARM_PORT_OFFSET = 100  # provision.backends.local: swarm-k listens on base + 100 + k
 
 
-class Recorder:
-    """A Progress that keeps every line it is given (what the screen would show)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def start(self, key: str, description: str, total: int | None = None) -> None:
-        self.lines.append(f"start {key}: {description}")
-
-    def advance(self, key: str, amount: int = 1, detail: str | None = None) -> None:
-        self.lines.append(f"advance {key}: {detail}")
-
-    def finish(self, key: str) -> None:
-        self.lines.append(f"finish {key}")
-
-    def note(self, message: str) -> None:
-        self.lines.append(f"note: {message}")
-
-
-class Capture(logging.Handler):
-    """Every log record of every logger, formatted (what a log file would hold)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(self.format(record))
-        except Exception:  # a record that cannot be formatted is not a leak
-            pass
-
-
 @dataclass
 class SwarmRoom:
     room: object  # provision.commands.Classroom
     engine: object
     image: str
-    progress: Recorder
-    logs: Capture
+    progress: ProgressRecorder
+    logs: LogCapture
     commands: list[str]  # every command the tool sent to a Swarm node
     reports: list = field(default_factory=list)  # every SwarmReport
     notes: list[str] = field(default_factory=list)  # what release_node said
@@ -164,13 +132,13 @@ def swarm(engine, tiny_image, tmp_path_factory):
         return original_run(connection, command, **kwargs)
 
     patch.setattr(provision.swarm.session, "run", recording_run)
-    logs = Capture()
+    logs = LogCapture()
     root = logging.getLogger()
     saved_level = root.level
     root.addHandler(logs)
     root.setLevel(logging.DEBUG)
 
-    progress = Recorder()
+    progress = ProgressRecorder()
     room = Classroom.open(load_config(path), progress)
     try:
         result = up(room)
