@@ -33,6 +33,7 @@ from provision.roster import HostSpec, plan_hosts
 from provision.state import ClassroomState
 from stacks import CONFIG_KEYS
 
+from conftest import fake_aws_credentials
 from fakes import (INSTANCE, KEY, REGION, FakePulumi, ProgressRecorder, deploy, host_tag, launch_instance,
                    live_instances, make_lost_classroom, tag_spec, urn)
 
@@ -40,17 +41,11 @@ NOW = datetime(2030, 3, 1, 9, 0, 0, tzinfo=timezone.utc)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pulumi_aws's own
 
 
-
 # --- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture
 def aws_env(monkeypatch, tmp_path):
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE",
-                 "PULUMI_CONFIG_PASSPHRASE_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    fake_aws_credentials(monkeypatch, tmp_path, also_unset=(
+        "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"))
     with moto.mock_aws():
         yield
 

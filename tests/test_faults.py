@@ -397,7 +397,9 @@ def test_down_at_a_terminal_asks_about_the_cache_and_keeps_it_when_told_no(engin
             os.close(terminal)
             os.close(controller)
         assert done.returncode == 0, done.stderr
-        assert f"Destroy classroom '{name}' and everything on it?" in done.stderr
+        # It lists what it found (a host's container, its volume, the network), then asks.
+        assert f"Destroy these 3 resource(s) of classroom '{name}' and everything on it?" in done.stderr
+        assert f"container classroom-{name}-student-01" in done.stdout, done.stdout
         assert re.search(r"Also clear its \d+ cached file\(s\) \(\d+ MB\)\? \[y/N\]", done.stderr), done.stderr
         assert classroom_resources(engine, name) == NOTHING
         assert all(Path(p).is_file() for p in mine), "the cache was cleared though the trainer said no"
