@@ -101,9 +101,9 @@ class SwarmRoom:
             self.remember_tokens()
         return report
 
-    def replace(self, name: str, *, release: bool, before_converge=None):
+    def replace(self, name: str, *, release: bool, on_new_machine=None):
         """`reset NAME --hard` as the lead will wire it: release, replace, provision, converge;
-        `before_converge(name)` runs on the new machine's behalf before it joins."""
+        `on_new_machine(name)` runs as soon as the new machine exists, before it is provisioned."""
         from provision.provisioning import provision_host
         from provision.swarm import release_node
 
@@ -111,9 +111,9 @@ class SwarmRoom:
             self.notes += release_node(self.machines(), self.room.admin_access(), name, self.progress)
         spec = next(h for h in self.room.planned_hosts() if h.name == name)
         machine = self.room.backend.replace(spec, self.key.public_line)
+        if on_new_machine is not None:
+            on_new_machine(name)
         provision_host(machine, self.room.state.password_hashes(self.passwords), self.room.admin_access())
-        if before_converge is not None:
-            before_converge(name)
         return self.converge()
 
     def student(self, user: str, node: str = "swarm-1"):
@@ -399,7 +399,7 @@ def test_join_tokens_and_passwords_never_appear_in_logs_screen_reports_or_comman
     # join it). Meanwhile every process's command line on the nodes is recorded.
     with ArgvSampler(cluster) as sampler:
         for node in ("swarm-2", "swarm-1"):
-            report = cluster.replace(node, release=False, before_converge=sampler.start)
+            report = cluster.replace(node, release=False, on_new_machine=sampler.start)
             assert report.ok, [(n.name, n.error) for n in report.failed]
     samples = sampler.samples()
     # The evidence is real: the sampler saw the joins, and there were tokens to leak.
