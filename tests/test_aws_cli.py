@@ -198,7 +198,8 @@ def unreachable(monkeypatch) -> list[dict]:
     monkeypatch.setattr(paramiko.SSHClient, "connect", connect)
     real = ssh.open_with_retry
     for module in (ssh, provisioning, checks, swarm_session):
-        monkeypatch.setattr(module, "open_with_retry", lambda connection, _deadline=0: real(connection, 0))
+        monkeypatch.setattr(module, "open_with_retry",
+                            lambda connection, _deadline=0, **options: real(connection, 0, **options))
     return attempts
 
 
