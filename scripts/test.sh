@@ -74,7 +74,6 @@ if $setup_only; then exit 0; fi
 export PYTHONDONTWRITEBYTECODE=1
 if $fast; then
   # Every test that uses the engine is marked `engine` (tests/conftest.py marks them by fixture).
-  # The rest is CPU-bound (Pulumi's mocks, moto): two processes (pytest-xdist) share it out.
-  exec .venv/bin/python -m pytest -q -p no:cacheprovider -m "not engine" -n 2 "$@"
+  exec .venv/bin/python -m pytest -q -p no:cacheprovider -m "not engine" "$@"
 fi
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
