@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -174,6 +175,30 @@ def write_classroom_file(folder: Path, name: str, *, students: int = 3, swarm_no
         f"ttl: 2h\n" + extra
     )
     return path
+
+
+# --- bad input: one line, exit 2, nothing created ---------------------------------------------------
+PREFIX = "classroom: error: "
+
+
+def assert_nothing_created(cli, name: str, client) -> None:
+    home = cli.home
+    assert not (home / name).exists(), f"a state folder was left: {sorted(p.name for p in (home / name).iterdir())}"
+    assert not home.exists() or not any(home.iterdir()), f"state left in {home}: {list(home.iterdir())}"
+    if client is not None:
+        assert classroom_resources(client, name) == {"containers": [], "volumes": [], "networks": []}
+
+
+def assert_one_line(run, expected: str, regex: bool) -> None:
+    assert run.exit_code == 2, run
+    assert len(run.error_lines) == 1, run
+    line = run.error_lines[0]
+    assert line.startswith(PREFIX), run
+    if regex:
+        assert re.fullmatch(expected, line[len(PREFIX):]), f"{line!r} does not match {expected!r}"
+    else:
+        assert line[len(PREFIX):] == expected
+    assert "Traceback" not in run.stderr
 
 
 # --- the engine ------------------------------------------------------------------------------------
@@ -350,6 +375,63 @@ def classroom(engine, tmp_path_factory) -> LiveClassroom:
         remove_classroom_resources(engine, name)
 
 
+# --- a small real classroom whose students are driven over SSH (test_trust, test_probe_findings) ----
+class Room:
+    def __init__(self, name: str, cli: Cli, engine):
+        self.name, self.cli, self.engine = name, cli, engine
+
+    @property
+    def state_dir(self):
+        return self.cli.home / self.name
+
+    def roster(self) -> dict[str, dict]:
+        run = self.cli("roster", "--format", "json")
+        assert run.exit_code == 0, run
+        return {row["student"]: row for row in json.loads(run.stdout)}
+
+    def hashes(self, swarm: bool = False) -> dict[str, str]:
+        """The students' hashes for their own hosts, or (`swarm`) for the shared Swarm nodes."""
+        return json.loads((self.state_dir / f"{'swarm_' if swarm else ''}password_hashes.json").read_text())
+
+    def status(self) -> tuple[int, dict[str, dict]]:
+        run = self.cli("status", "--json")
+        return run.exit_code, {h["name"]: h for h in json.loads(run.stdout)["hosts"]}
+
+    def container(self, host: str):
+        (found,) = self.engine.containers.list(
+            all=True, filters={"label": [f"classroom.name={self.name}", f"classroom.host={host}"]})
+        return found
+
+    def root(self, host: str, command: str, **environment: str) -> str:
+        """Root on a host, as any student can be through Docker (`docker run -v /:/host ...`)."""
+        code, out = self.container(host).exec_run(["sh", "-c", command], environment=environment or None)
+        text = out.decode(errors="replace")
+        assert code == 0, f"{host}: {command} -> {code}: {text}"
+        return text
+
+    def as_student(self, student: str, command: str, port: int | None = None,
+                   swarm: bool = False) -> tuple[int, str, str]:
+        """`command` over SSH as `student`, on their host or (`swarm`, with `port`) a Swarm node."""
+        row = self.roster()[student]
+        session = ssh_connect(port or row["port"], row["user"], row["swarm_password" if swarm else "password"])
+        try:
+            return ssh_run(session, command)
+        finally:
+            session.close()
+
+
+def make_room(engine, tmp_path_factory, tiny_image, prefix: str, *, swarm_nodes: int = 0) -> tuple[Room, Cli]:
+    folder = tmp_path_factory.mktemp(prefix)
+    (folder / "exercises").mkdir()
+    (folder / "exercises" / "hello.txt").write_text("hello\n")
+    name = unique_name(f"t-{prefix}")
+    write_classroom_file(folder, name, students=2, swarm_nodes=swarm_nodes,
+                         port_base=free_port_base(2 + swarm_nodes + 2, low=39000, high=45000),
+                         extra=f"images:\n  - {tiny_image}\nexercises: ./exercises\n")
+    cli = Cli(folder / "home", cwd=folder)
+    return Room(name, cli, engine), cli
+
+
 # --- AWS stand-ins ---------------------------------------------------------------------------------
 def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()) -> None:
     """Dummy credentials for moto, and nothing of the trainer's real AWS or Pulumi setup."""
@@ -370,5 +452,16 @@ def pytest_collection_modifyitems(config, items):
     """A test that uses the engine, directly or through another fixture, is an `engine` test:
     `scripts/test.sh --fast` (pytest -m "not engine") leaves it out."""
     for item in items:
-        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if uses_the_engine(item):
             item.add_marker(pytest.mark.engine)
+
+
+def uses_the_engine(item) -> bool:
+    """Whether the test asks for one of the engine fixtures defined HERE: a module's own fixture of
+    the same name (test_aws_cli's `engine` is the Pulumi stand-in) does not make it an engine test."""
+    info = getattr(item, "_fixtureinfo", None)
+    for name in ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        definitions = info.name2fixturedefs.get(name) if info is not None else None
+        if not definitions or definitions[-1].func.__module__ == __name__:
+            return True
+    return False

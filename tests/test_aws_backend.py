@@ -23,11 +23,7 @@ pytest.importorskip("pulumi_aws")
 boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 
-import grpc
-from pulumi.automation import CommandResult, EngineEvent, PulumiCommand
-from pulumi.automation.errors import create_command_error
-from pulumi.runtime.proto import events_pb2, events_pb2_grpc
-from semver import VersionInfo
+from pulumi.automation import EngineEvent
 
 from provision.backends.aws.backend import NO_PULUMI, AwsBackend, EngineEvents, find_leftovers
 from provision.backends.base import Leftover
@@ -37,227 +33,19 @@ from provision.roster import HostSpec, plan_hosts
 from provision.state import ClassroomState
 from stacks import CONFIG_KEYS
 
-REGION = "eu-west-3"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk6Yx3JQ0i6kE0DVqVXhF3ZPc2GJeb7h3F6Kc1e1vQd classroom-demo"
+from conftest import fake_aws_credentials
+from fakes import (INSTANCE, KEY, REGION, FakePulumi, ProgressRecorder, deploy, host_tag, launch_instance,
+                   live_instances, make_lost_classroom, tag_spec, urn)
+
 NOW = datetime(2030, 3, 1, 9, 0, 0, tzinfo=timezone.utc)
-INSTANCE = "aws:ec2/instance:Instance"
-TAGS = {"classroom": "demo", "managed-by": "classroom"}
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pulumi_aws's own
-
-
-# --- the stand-in engine -----------------------------------------------------------------------
-class Mocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args):
-        self.resources.append(args)
-        state = dict(args.inputs)
-        if args.typ == INSTANCE:
-            n = len(self.resources)
-            state.update(publicIp=f"203.0.113.{n}", privateIp=f"10.42.0.{n}",
-                         publicDns=f"ec2-203-0-113-{n}.{REGION}.compute.amazonaws.com")
-        return [f"i-{args.name}" if args.typ == INSTANCE else f"{args.name}-id", state]
-
-    def call(self, args):
-        return {"value": "ami-0fromssm", "name": args.args.get("name"), "id": "x", "arn": "x", "type": "String",
-                "version": 1, "insecureValue": "ami-0fromssm", "withDecryption": True}
-
-
-def deploy(config: dict[str, str], program=None) -> tuple[dict, list]:
-    """What the engine would do with this configuration: run the program (inline, as the backend
-    hands it over) under mocks; returns the stack outputs and the resources."""
-    from stacks.classroom_stack import main
-
-    main = program or main
-    mocks = Mocks()
-    exported: dict = {}
-    real_export = pulumi.export
-    pulumi.export = lambda key, value: exported.__setitem__(key, value)
-    pulumi.runtime.set_all_config(config)
-    try:
-        pulumi.runtime.set_mocks(mocks, project="classroom", stack=config["classroom:name"], preview=False)
-        outputs: dict = {}
-
-        @pulumi.runtime.test
-        def body():
-            main()
-            return pulumi.Output.from_input(exported).apply(outputs.update)
-
-        body()
-    finally:
-        pulumi.export = real_export
-        pulumi.runtime.set_all_config({})
-    return outputs, mocks.resources
-
-
-class FakePulumi(PulumiCommand):
-    """Stands in for the `pulumi` binary behind the Automation API.
-
-    Its `up` runs the real program under mocks with the stack's configuration, then does to EC2
-    (moto) what the engine would: launches each host's instance with the tags the program gave
-    it, replaces the hosts named by `--replace`, retags the others. `fail_hosts` are hosts AWS
-    refuses: without `--continue-on-error` nothing more is created after one fails (the engine
-    starts no new operation), with it the others are. Like the real engine, a targeted update
-    leaves the stack's outputs as they were. `destroy` terminates the instances, except `leave`."""
-
-    def __init__(self) -> None:  # no `pulumi version` subprocess
-        self.command = "pulumi"
-        self.version = VersionInfo.parse("3.272.0")
-        self.calls: list[tuple[list[str], str, dict[str, str]]] = []
-        self.stacks: dict[str, dict] = {}
-        self.fail_up: str | None = None
-        self.fail_hosts: dict[str, str] = {}
-        self.leave: set[str] = set()
-
-    # what the tests look at
-    def commands(self, *prefix: str) -> list[list[str]]:
-        args = [a for a, _, _ in self.calls]
-        args = [a[1:] if a and a[0] == "--non-interactive" else a for a in args]
-        return [a for a in args if a[:len(prefix)] == list(prefix)]
-
-    def run(self, args, cwd, additional_env, on_output=None, on_error=None):
-        self.calls.append((list(args), cwd, dict(additional_env)))
-        argv = [a for a in args if a != "--non-interactive"]
-        stack = argv[argv.index("--stack") + 1] if "--stack" in argv else None
-        if argv[:2] == ["stack", "select"]:
-            if stack not in self.stacks:
-                return self._fail(f"error: no stack named '{stack}' found")
-        elif argv[:2] == ["stack", "init"]:
-            self.stacks[argv[2]] = {"config": {}, "outputs": {}, "resources": []}
-        elif argv[:2] == ["stack", "rm"]:
-            self.stacks.pop(argv[-1 if "--stack" not in argv else argv.index("--stack") - 1], None)
-        elif argv[:2] == ["config", "set-all"]:
-            config = self.stacks[stack]["config"]
-            for flag, value in itertools.pairwise(argv):
-                if flag in ("--plaintext", "--secret"):
-                    key, _, text = value.partition("=")
-                    config[key] = text
-        elif argv[:1] == ["up"]:
-            return self._up(argv, stack)
-        elif argv[:1] == ["destroy"]:
-            state = self.stacks[stack]
-            self._emit(argv, [{"resOutputsEvent": {"metadata": {
-                "op": "delete", "urn": _urn(r.name, r.typ), "type": r.typ, "provider": ""}}}
-                for r in state["resources"]])
-            doomed = [i["InstanceId"] for i in _live(stack, state["config"]) if _host(i) not in self.leave]
-            if doomed:
-                _ec2(state["config"]).terminate_instances(InstanceIds=doomed)
-            state.update(outputs={}, resources=[])
-        elif argv[:2] == ["stack", "output"]:
-            return CommandResult(json.dumps(self.stacks[stack]["outputs"]), "", 0)
-        elif argv[:2] == ["stack", "history"]:
-            return CommandResult(json.dumps([{
-                "kind": "update", "startTime": "2030-03-01T09:00:00.000Z", "message": "", "environment": {},
-                "config": {}, "result": "succeeded", "endTime": "2030-03-01T09:00:01.000Z", "version": 1}]), "", 0)
-        return CommandResult("", "", 0)
-
-    def _up(self, argv: list[str], stack: str):
-        state = self.stacks[stack]
-        config = state["config"]
-        if self.fail_up:
-            self._emit(argv, [{"diagnosticEvent": {"message": self.fail_up + "\n", "color": "never",
-                                                   "severity": "error", "urn": _urn("student-01")}}])
-            return self._fail("error: update failed")
-        replaced = [argv[i + 1] for i, a in enumerate(argv) if a == "--replace"]
-        targets = {argv[i + 1].rsplit("::", 1)[-1] for i, a in enumerate(argv) if a == "--target"}
-        outputs, resources = deploy(config)
-        ec2 = _ec2(config)
-        live = {_host(i): i["InstanceId"] for i in _live(stack, config)}
-        events, failed = [], []
-        for resource in (r for r in resources if r.typ == INSTANCE):
-            name = resource.name
-            if targets and name not in targets:
-                continue
-            if name in self.fail_hosts or (failed and "--continue-on-error" not in argv):
-                if name in self.fail_hosts:
-                    failed.append(name)
-                    events.append({"diagnosticEvent": {"message": self.fail_hosts[name] + "\n", "color": "never",
-                                                       "severity": "error", "urn": _urn(name)}})
-                continue
-            tags = [{"Key": k, "Value": v} for k, v in resource.inputs["tags"].items()]
-            op = "same"
-            if _urn(name) in replaced and name in live:
-                ec2.terminate_instances(InstanceIds=[live.pop(name)])
-                op = "replace"
-            if name in live:
-                ec2.create_tags(Resources=[live[name]], Tags=tags)  # tags change in place
-            else:
-                ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.small",
-                                  TagSpecifications=[{"ResourceType": kind, "Tags": tags}
-                                                     for kind in ("instance", "volume")])
-                op = "replace" if op == "replace" else "create"
-            events.append({"resOutputsEvent": {"metadata": {"op": op, "urn": _urn(name), "type": INSTANCE,
-                                                            "provider": ""}}})
-        self._emit(argv, events)
-        if not targets:  # a targeted update leaves the outputs stale, as the engine does
-            state.update(outputs=outputs, resources=resources)
-        if failed:
-            return self._fail("error: update failed")
-        return CommandResult("", "", 0)
-
-    @staticmethod
-    def _fail(stderr: str):
-        raise create_command_error(CommandResult("", stderr, 255))
-
-    @staticmethod
-    def _emit(argv: list[str], events: list[dict]) -> None:
-        """Stream events to the Automation API's event server, as the CLI does (gRPC)."""
-        target = argv[argv.index("--event-log") + 1]
-        assert target.startswith("tcp://")
-        with grpc.insecure_channel(target.removeprefix("tcp://")) as channel:
-            stream = (events_pb2.EventRequest(event=json.dumps({"sequence": i, "timestamp": 0, **e}))
-                      for i, e in enumerate(events))
-            events_pb2_grpc.EventsStub(channel).StreamEvents(stream)
-
-
-def _ec2(config: dict[str, str]):
-    return boto3.client("ec2", region_name=config.get("aws:region") or REGION)
-
-
-def _host(instance: dict) -> str:
-    return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}.get("host", "")
-
-
-def _live(stack: str, config: dict[str, str]) -> list[dict]:
-    filters = [{"Name": "tag:classroom", "Values": [config.get("classroom:name") or stack]},
-               {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
-    reservations = _ec2(config).describe_instances(Filters=filters)["Reservations"]
-    return [i for r in reservations for i in r["Instances"]]
-
-
-def _urn(name: str, typ: str = INSTANCE) -> str:
-    return f"urn:pulumi:demo::classroom::{typ}::{name}"
-
-
-class RecordingProgress:
-    def __init__(self) -> None:
-        self.steps: list[tuple] = []
-        self.notes: list[str] = []
-
-    def start(self, key, description, total=None):
-        self.steps.append(("start", key, description, total))
-
-    def advance(self, key, amount=1, detail=None):
-        self.steps.append(("advance", key, amount, detail))
-
-    def finish(self, key):
-        self.steps.append(("finish", key))
-
-    def note(self, message):
-        self.notes.append(message)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture
 def aws_env(monkeypatch, tmp_path):
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE",
-                 "PULUMI_CONFIG_PASSPHRASE_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    fake_aws_credentials(monkeypatch, tmp_path, also_unset=(
+        "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"))
     with moto.mock_aws():
         yield
 
@@ -345,7 +133,7 @@ def test_the_generic_preload_mirror_wins_over_the_aws_one(aws_env, tmp_path):
 
 def test_ensure_hands_the_engine_the_classroom_as_config(aws_env, tmp_path):
     backend, engine = make_backend(tmp_path, make_config(students=3, swarm=2, registry_mirror="http://m:5000"))
-    progress = RecordingProgress()
+    progress = ProgressRecorder()
     machines = backend.ensure(plan_hosts(backend.config), KEY + "\n", progress).machines
 
     assert engine.commands("stack", "select")[0][:3] == ["stack", "select", "--stack"]
@@ -384,7 +172,7 @@ def test_ensure_hands_the_engine_the_classroom_as_config(aws_env, tmp_path):
     first = machines[0]
     assert (first.role, first.student, first.state, first.ssh_port, first.admin_user) == \
         ("student", "student-01", "running", 22, "root")
-    described = {_host(i): i for i in _live("demo", {"aws:region": REGION})}
+    described = {host_tag(i): i for i in live_instances("demo", {"aws:region": REGION})}
     assert first.ssh_host == described["student-01"]["PublicIpAddress"] and first.public_host == first.ssh_host
     assert first.machine_id == described["student-01"]["InstanceId"]
     assert first.private_address == described["student-01"]["PrivateIpAddress"]
@@ -444,12 +232,12 @@ def test_the_stacks_own_passphrase_wins_once_it_exists(aws_env, tmp_path, monkey
 
 
 def test_engine_events_count_each_host_once():
-    progress = RecordingProgress()
+    progress = ProgressRecorder()
     events = EngineEvents(progress, "aws")
 
     def outputs(op: str, name: str, typ: str = INSTANCE) -> EngineEvent:
         return EngineEvent.from_json({"sequence": 1, "timestamp": 0, "resOutputsEvent": {
-            "metadata": {"op": op, "urn": _urn(name, typ), "type": typ, "provider": ""}}})
+            "metadata": {"op": op, "urn": urn(name, typ), "type": typ, "provider": ""}}})
 
     for op in ("refresh", "same", "create-replacement", "replace", "delete-replaced"):
         events(outputs(op, "student-01"))
@@ -457,7 +245,7 @@ def test_engine_events_count_each_host_once():
     events(outputs("delete", "vpc", "aws:ec2/vpc:Vpc"))
     events(EngineEvent.from_json({"sequence": 2, "timestamp": 0, "diagnosticEvent": {
         "message": "  error: creating EC2 Instance:\n  InsufficientInstanceCapacity\n", "color": "never",
-        "severity": "error", "urn": _urn("student-02")}}))
+        "severity": "error", "urn": urn("student-02")}}))
     assert [s for s in progress.steps if s[0] == "advance"] == [
         ("advance", "aws", 1, "student-01: same"), ("advance", "aws", 1, "student-01: replace")]
     assert events.removed == [Leftover("instance", "student-01"), Leftover("vpc", "vpc")]
@@ -475,7 +263,7 @@ def test_rerun_keeps_expiry_ami_and_hosts_and_adds_new_ones(aws_env, tmp_path):
     # two hours later, fewer students asked for, then more: nobody's machine goes away
     later, engine2 = make_backend(tmp_path, make_config(students=2), engine=engine,
                                   now=lambda: NOW + timedelta(hours=2))
-    progress = RecordingProgress()
+    progress = ProgressRecorder()
     machines = later.ensure(plan_hosts(later.config), KEY, progress).machines
     second = config_of(engine2)
     assert second["classroom:hosts"] == first["classroom:hosts"]
@@ -508,7 +296,7 @@ def test_moving_a_running_classroom_to_another_region_is_refused(aws_env, tmp_pa
 def test_engine_failure_is_one_line_with_the_engine_error(aws_env, tmp_path):
     backend, engine = make_backend(tmp_path)
     engine.fail_up = "creating EC2 Instance: VcpuLimitExceeded: You have requested more vCPU capacity"
-    progress = RecordingProgress()
+    progress = ProgressRecorder()
     with pytest.raises(ClassroomError) as caught:
         backend.ensure(plan_hosts(backend.config), KEY, progress)
     assert str(caught.value) == ("pulumi up failed: student-01: creating EC2 Instance: VcpuLimitExceeded: "
@@ -519,7 +307,7 @@ def test_engine_failure_is_one_line_with_the_engine_error(aws_env, tmp_path):
 
 def test_ensure_starts_hosts_stopped_by_hand(aws_env, tmp_path):
     ec2 = boto3.client("ec2", region_name=REGION)
-    stopped = _launch(ec2, "student-01")
+    stopped = launch_instance(ec2, "student-01")
     ec2.stop_instances(InstanceIds=[stopped])
     backend, _ = make_backend(tmp_path)
     backend.ensure(plan_hosts(backend.config), KEY)
@@ -532,7 +320,7 @@ def test_replace_targets_exactly_one_instance_urn(aws_env, tmp_path):
     backend, engine = make_backend(tmp_path, make_config(students=3, swarm=1))
     hosts = plan_hosts(backend.config)
     backend.ensure(hosts, KEY)
-    progress = RecordingProgress()
+    progress = ProgressRecorder()
     machine = backend.replace(hosts[1], KEY, progress)
 
     replace_up = engine.commands("up")[-1]
@@ -567,7 +355,7 @@ def test_destroy_removes_the_stack_and_says_what_it_cost(aws_env, tmp_path):
     backend, engine = make_backend(tmp_path)
     backend.ensure(plan_hosts(backend.config), KEY)
     done, _ = make_backend(tmp_path, engine=engine, now=lambda: NOW + timedelta(hours=3, minutes=30))
-    progress = RecordingProgress()
+    progress = ProgressRecorder()
     removed = done.destroy(progress)
 
     (destroy,) = engine.commands("destroy")
@@ -581,35 +369,20 @@ def test_destroy_removes_the_stack_and_says_what_it_cost(aws_env, tmp_path):
 
     # a second `down` finds no stack and does nothing
     engine.calls.clear()
-    assert done.destroy(RecordingProgress()) == []
+    assert done.destroy(ProgressRecorder()) == []
     assert engine.commands("destroy") == []
 
 
 # --- EC2 is the source of truth: machines and leftovers by tag ---------------------------------------
-def _launch(ec2, host: str, classroom: str = "demo", role: str = "student") -> str:
-    tags = {**TAGS, "classroom": classroom, "host": host, "role": role,
-            "student": host if role == "student" else "none"}
-    spec = [{"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-            for kind in ("instance", "volume")]
-    reservation = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.small",
-                                    TagSpecifications=spec)
-    return reservation["Instances"][0]["InstanceId"]
-
-
-def _tag_spec(kind: str, classroom: str = "demo") -> list[dict]:
-    tags = {**TAGS, "classroom": classroom, "Name": f"classroom-{classroom}-{kind}"}
-    return [{"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-
-
 def test_machines_are_read_from_ec2_by_tag(aws_env, tmp_path):
     ec2 = boto3.client("ec2", region_name=REGION)
-    one = _launch(ec2, "student-01")
-    two = _launch(ec2, "student-02")
-    old = _launch(ec2, "student-02")  # a replaced instance on its way out
+    one = launch_instance(ec2, "student-01")
+    two = launch_instance(ec2, "student-02")
+    old = launch_instance(ec2, "student-02")  # a replaced instance on its way out
     ec2.terminate_instances(InstanceIds=[old])
-    swarm = _launch(ec2, "swarm-1", role="swarm-manager")
+    swarm = launch_instance(ec2, "swarm-1", role="swarm-manager")
     ec2.stop_instances(InstanceIds=[swarm])
-    _launch(ec2, "student-01", classroom="other")
+    launch_instance(ec2, "student-01", classroom="other")
     backend, _ = make_backend(tmp_path)
     machines = backend.machines()
     assert [m.name for m in machines] == ["student-01", "student-02", "swarm-1"]
@@ -624,22 +397,22 @@ def test_machines_are_read_from_ec2_by_tag(aws_env, tmp_path):
 
 def test_leftovers_find_everything_tagged_and_nothing_else(aws_env, tmp_path):
     ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=_tag_spec("vpc"))["Vpc"]["VpcId"]
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=tag_spec("vpc"))["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.0.0/20",
-                               TagSpecifications=_tag_spec("subnet"))["Subnet"]["SubnetId"]
+                               TagSpecifications=tag_spec("subnet"))["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName="hosts", Description="x", VpcId=vpc,
-                                      TagSpecifications=_tag_spec("security-group"))["GroupId"]
+                                      TagSpecifications=tag_spec("security-group"))["GroupId"]
     gateway = ec2.create_internet_gateway(
-        TagSpecifications=_tag_spec("internet-gateway"))["InternetGateway"]["InternetGatewayId"]
-    table = ec2.create_route_table(VpcId=vpc, TagSpecifications=_tag_spec("route-table"))["RouteTable"]["RouteTableId"]
+        TagSpecifications=tag_spec("internet-gateway"))["InternetGateway"]["InternetGatewayId"]
+    table = ec2.create_route_table(VpcId=vpc, TagSpecifications=tag_spec("route-table"))["RouteTable"]["RouteTableId"]
     ec2.import_key_pair(KeyName="admin-key-1234", PublicKeyMaterial=KEY.encode(),
-                        TagSpecifications=_tag_spec("key-pair"))
-    instance = _launch(ec2, "student-01")
-    gone = _launch(ec2, "student-02")
+                        TagSpecifications=tag_spec("key-pair"))
+    instance = launch_instance(ec2, "student-01")
+    gone = launch_instance(ec2, "student-02")
     ec2.terminate_instances(InstanceIds=[gone])
     # another classroom's, and the account's own: never listed
-    _launch(ec2, "student-01", classroom="other")
-    ec2.create_vpc(CidrBlock="10.43.0.0/16", TagSpecifications=_tag_spec("vpc", "other"))
+    launch_instance(ec2, "student-01", classroom="other")
+    ec2.create_vpc(CidrBlock="10.43.0.0/16", TagSpecifications=tag_spec("vpc", "other"))
     ec2.import_key_pair(KeyName="someone", PublicKeyMaterial=KEY.encode())
 
     backend, _ = make_backend(tmp_path)
@@ -783,7 +556,7 @@ def test_one_host_aws_refuses_does_not_stop_the_others(aws_env, tmp_path):
     reason in `failures`, and the next `up` retries it."""
     backend, engine = make_backend(tmp_path, make_config(students=3))
     engine.fail_hosts = {"student-02": "creating EC2 Instance: InsufficientInstanceCapacity: no t3.small in eu-west-3a"}
-    progress = RecordingProgress()
+    progress = ProgressRecorder()
     ensured = backend.ensure(plan_hosts(backend.config), KEY, progress)
     assert [m.name for m in ensured.machines] == ["student-01", "student-03"]
     assert ensured.failures == {"student-02": "AWS: creating EC2 Instance: InsufficientInstanceCapacity: "
@@ -837,7 +610,7 @@ def test_the_new_hosts_address_comes_from_ec2_even_when_ec2_is_late(aws_env, tmp
     hidden = hide_new_instances(backend._ec2(), {m.machine_id for m in old.values()}, times=2)
     machine = backend.replace(hosts[1], KEY)
     assert hidden == [0] and len(sleeps) >= 2  # it asked again
-    new = next(i for i in _live("demo", {"aws:region": REGION}) if _host(i) == "student-02")
+    new = next(i for i in live_instances("demo", {"aws:region": REGION}) if host_tag(i) == "student-02")
     assert machine.machine_id == new["InstanceId"] != old["student-02"].machine_id
     assert machine.ssh_host == new["PublicIpAddress"]
     assert machine.ssh_host not in {h["public_ip"] for h in stale}
@@ -866,7 +639,7 @@ def test_extend_retags_every_running_host_in_place(aws_env, tmp_path):
     before = {m.name: m.machine_id for m in backend.ensure(plan_hosts(backend.config), KEY).machines}
     told = backend.set_expiry(datetime(2030, 3, 1, 19, 0, tzinfo=timezone.utc))
     assert told == ["student-01", "student-02"]
-    for instance in _live("demo", {"aws:region": REGION}):
+    for instance in live_instances("demo", {"aws:region": REGION}):
         tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
         assert tags["expires-at"] == "2030-03-01T19:00:00Z"
         assert before[tags["host"]] == instance["InstanceId"]  # the same instances
@@ -893,7 +666,7 @@ def test_hosts_wait_for_a_real_boot_with_settings_and_progress(aws_env, tmp_path
     assert (make_config().aws.ssh_seconds, make_config().aws.cloud_init_seconds) == (600, 1500)
     backend, _ = make_backend(tmp_path, config, boot=None)  # the real wait
     backend.state.admin_key(create=True)  # (as `up` makes it)
-    progress = RecordingProgress()
+    progress = ProgressRecorder()
     machines = backend.ensure(plan_hosts(config), KEY, progress).machines
     assert deadlines == [720.0, 720.0]
     assert [m.name for m in machines] == ["student-01", "student-02"]  # kept: provisioning names them
@@ -938,40 +711,15 @@ def test_registry_credentials_come_from_the_environment_and_reach_hosts_only_ove
         backend.registry_credentials()
 
 
-def _tagged(kind: str) -> list[dict]:
-    return _tag_spec(kind)
-
-
-def make_lost_classroom(ec2) -> dict[str, str]:
-    """What a classroom leaves in AWS, as the program makes it, with no stack to destroy it."""
-    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=_tagged("vpc"))["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.0.0/20",
-                               TagSpecifications=_tagged("subnet"))["Subnet"]["SubnetId"]
-    gateway = ec2.create_internet_gateway(
-        TagSpecifications=_tagged("internet-gateway"))["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
-    table = ec2.create_route_table(VpcId=vpc, TagSpecifications=_tagged("route-table"))["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
-    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
-    group = ec2.create_security_group(GroupName="hosts-1234567", Description="classroom demo", VpcId=vpc,
-                                      TagSpecifications=_tagged("security-group"))["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group}]}])
-    ec2.import_key_pair(KeyName="admin-key-1234567", PublicKeyMaterial=KEY.encode(),
-                        TagSpecifications=_tagged("key-pair"))
-    instance = _launch(ec2, "student-01")
-    return {"vpc": vpc, "subnet": subnet, "gateway": gateway, "table": table, "group": group, "instance": instance}
-
-
 def test_the_sweep_deletes_everything_tagged_when_the_stack_is_lost(aws_env, tmp_path):
     """Item 10: no state folder, no `pulumi`: EC2 by tag is enough, in the order EC2 allows."""
     ec2 = boto3.client("ec2", region_name=REGION)
     made = make_lost_classroom(ec2)
-    _launch(ec2, "student-01", classroom="other")
+    launch_instance(ec2, "student-01", classroom="other")
     backend, _ = make_backend(tmp_path, which=lambda name: None)
     backend._command = None  # and no engine at all
     assert backend.leftovers()
-    removed = backend.destroy(RecordingProgress())
+    removed = backend.destroy(ProgressRecorder())
     assert {(item.kind, item.name) for item in removed} >= {
         ("instance", made["instance"]), ("vpc", made["vpc"]), ("subnet", made["subnet"]),
         ("internet-gateway", made["gateway"]), ("route-table", made["table"]),
@@ -1024,6 +772,6 @@ def test_a_later_up_moves_the_expiry_of_running_hosts(aws_env, tmp_path):
     first = {m.name: m.machine_id for m in backend.ensure(plan_hosts(backend.config), KEY).machines}
     revived, _ = make_backend(tmp_path, engine=engine, now=lambda: NOW + timedelta(hours=9))
     revived.ensure(plan_hosts(revived.config), KEY)
-    for instance in _live("demo", {"aws:region": REGION}):
+    for instance in live_instances("demo", {"aws:region": REGION}):
         tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
         assert tags["expires-at"] == "2030-03-02T02:00:00Z" and first[tags["host"]] == instance["InstanceId"]

@@ -1,7 +1,7 @@
 """`--backend aws` through the real command line (`provision.cli.main`, in this process).
 
 The Pulumi CLI cannot be installed here and AWS cannot be reached, so:
-- the engine is the `FakePulumi` stand-in of test_aws_backend.py, extended so that its `up` also
+- the engine is the `FakePulumi` stand-in of tests/fakes.py, extended so that its `up` also
   launches the hosts in moto and its `destroy` terminates them: what the CLI then reads back from
   EC2 by tag (status, roster, the sweep after `down`) is what the "engine" did;
 - EC2, STS and SSM are moto; the vCPU quota is answered by botocore's Stubber (moto lacks it);
@@ -33,7 +33,7 @@ moto = pytest.importorskip("moto")
 import paramiko
 from botocore.stub import Stubber
 from conftest import fake_aws_credentials
-from test_aws_backend import FakePulumi, make_lost_classroom  # the stand-ins (shared, not copied)
+from fakes import FakePulumi, make_lost_classroom
 
 from provision import backends, provisioning, ssh
 from provision import engine as trainer_engine
@@ -71,6 +71,7 @@ class MotoPulumi(FakePulumi):
     def __init__(self) -> None:
         super().__init__()
         self._busy = threading.Lock()  # the stack's lock, as a file:// backend holds it
+        self.update_seconds = 0.0  # how long an update holds the lock (a test that needs a collision sets it)
 
     def run(self, args, cwd, additional_env, on_output=None, on_error=None):
         if [a for a in args if a != "--non-interactive"][:1] != ["up"]:
@@ -79,7 +80,7 @@ class MotoPulumi(FakePulumi):
             self._fail("error: the stack is currently locked by 1 lock(s). Either wait for the other "
                        "process(es) to end or delete the lock file with `pulumi cancel`.")
         try:
-            time.sleep(0.3)  # an update takes a while: long enough for another one to collide
+            time.sleep(self.update_seconds)
             return self._run(args, cwd, additional_env, on_output, on_error)
         finally:
             self._busy.release()
@@ -399,6 +400,7 @@ def test_reset_hard_replaces_one_instance_by_urn_then_reports_ssh(cli, folder, e
 
     # several at once: one stack, so the replacements take turns (a second concurrent
     # `pulumi up` on the same stack is refused by the engine)
+    engine.update_seconds = 0.3  # an update takes a while: long enough for another one to collide
     both = cli("reset", "1", "2", "--hard")
     assert both.exit_code == 3, both
     assert "locked" not in both.stderr and both.stderr.count("SSH does not answer") == 2, both

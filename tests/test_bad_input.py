@@ -4,7 +4,6 @@ wrong, and nothing created: no state folder, nothing on the engine with the clas
 
 from __future__ import annotations
 
-import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,16 +12,14 @@ import pytest
 
 from conftest import (
     Cli,
-    classroom_resources,
+    assert_nothing_created,
+    assert_one_line,
     docker_client,
     free_port_base,
     remove_classroom_resources,
     unique_name,
     write_classroom_file,
 )
-
-PREFIX = "classroom: error: "
-
 
 @dataclass
 class Case:
@@ -126,26 +123,6 @@ def _commands() -> set[str]:
 
 def _fill(text: str, name: str, tmp: Path, port: int) -> str:
     return text.replace("{name}", name).replace("{tmp}", str(tmp)).replace("{port}", str(port))
-
-
-def assert_nothing_created(cli, name: str, client) -> None:
-    home = cli.home
-    assert not (home / name).exists(), f"a state folder was left: {sorted(p.name for p in (home / name).iterdir())}"
-    assert not home.exists() or not any(home.iterdir()), f"state left in {home}: {list(home.iterdir())}"
-    if client is not None:
-        assert classroom_resources(client, name) == {"containers": [], "volumes": [], "networks": []}
-
-
-def assert_one_line(run, expected: str, regex: bool) -> None:
-    assert run.exit_code == 2, run
-    assert len(run.error_lines) == 1, run
-    line = run.error_lines[0]
-    assert line.startswith(PREFIX), run
-    if regex:
-        assert re.fullmatch(expected, line[len(PREFIX):]), f"{line!r} does not match {expected!r}"
-    else:
-        assert line[len(PREFIX):] == expected
-    assert "Traceback" not in run.stderr
 
 
 @pytest.fixture(scope="module")

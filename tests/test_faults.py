@@ -17,8 +17,11 @@ from pathlib import Path
 import paramiko
 import pytest
 from conftest import (
+    PREFIX,
     REPO,
     Cli,
+    assert_nothing_created,
+    assert_one_line,
     classroom_resources,
     free_port_base,
     remove_classroom_resources,
@@ -27,7 +30,6 @@ from conftest import (
     unique_name,
     write_classroom_file,
 )
-from test_bad_input import PREFIX, assert_nothing_created, assert_one_line
 
 NOTHING = {"containers": [], "volumes": [], "networks": []}
 
@@ -438,6 +440,7 @@ def test_down_at_a_terminal_asks_about_the_cache_and_keeps_it_when_told_no(engin
         # It lists what it found, then asks.
         assert re.search(rf"Destroy these \d+ resource\(s\) of classroom '{name}' and everything on it\?",
                          done.stderr), done.stderr
+        assert f"container classroom-{name}-student-01" in done.stdout, done.stdout
         assert re.search(r"Also clear its \d+ cached file\(s\) \(\d+ MB\)\? \[y/N\]", done.stderr), done.stderr
         assert classroom_resources(engine, name) == NOTHING
         assert all(Path(p).is_file() for p in mine), "the cache was cleared though the trainer said no"

@@ -12,6 +12,9 @@ import pytest
 
 from conftest import (
     Cli,
+    assert_nothing_created,
+    assert_one_line,
+    docker_client,
     free_port_base,
     remove_classroom_resources,
     ssh_connect,
@@ -21,7 +24,6 @@ from conftest import (
 )
 from provision.backends.local import NESTED_ENGINE_CAPS, host_container_args
 from provision.config import LocalConfig, LocalLimits
-from test_bad_input import assert_nothing_created, assert_one_line, docker_client
 
 NOT_ISOLATED = ("local hosts do not isolate students from this machine: use local.runtime: sysbox-runc "
                 "or the aws backend for strangers.")

@@ -1,7 +1,9 @@
 """The local classroom end to end, on the real Docker engine, over real SSH (issue 2).
 
-One classroom is shared by the whole module (conftest's session fixture `classroom`): the tests
-run in file order, grow it from 3 to 5 students, break one host by hand, and end with `down`.
+One classroom is shared by the whole module (conftest's session fixture `classroom`). Each test
+gets it as its file makes it, 3 students, all up (`classroom` below makes it again when a test
+before grew it or took it down), so any test passes alone or in any order; in file order they break
+one host by hand, grow it from 3 to 5 students and end with `down`, with nothing made twice.
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ STATUS_KEYS = {"classroom", "backend", "hosts"}
 HOST_KEYS = {"name", "role", "student", "address", "port", "state", "checks"}  # docs/design.md
 HOST_EXTRA_KEYS = {"detail"}  # beyond the first contract: why a host is not ready (null when it is)
 ROSTER_KEYS = {"student", "host", "port", "user", "password"}
+
+
+STUDENTS = 3  # as conftest's classroom file says
+ANY_SIZE = {"test_down_removes_everything_and_says_so"}  # takes the classroom as the tests before left it
+
+
+@pytest.fixture
+def classroom(classroom, engine, request):
+    """The shared classroom, up; with its 3 students unless the test is in ANY_SIZE."""
+    if not classroom.state_dir.exists():  # a test took it down
+        made = classroom.cli("up")
+        assert made.exit_code == 0, made
+    elif request.function.__name__ not in ANY_SIZE and len(classroom.container_ids(engine)) != STUDENTS:
+        for args in (("down", "--yes"), ("up",)):  # grown: it never shrinks, so make it again
+            made = classroom.cli(*args)
+            assert made.exit_code == 0, made
+    return classroom
 
 
 def host_container(engine, classroom, host: str):
@@ -226,28 +245,6 @@ def test_second_up_changes_nothing(engine, classroom):
         client.close()
 
 
-def test_growing_to_five_students_keeps_the_first_three(engine, classroom):
-    before = classroom.container_ids(engine)
-    passwords = {r["student"]: r["password"] for r in classroom.roster()}
-
-    run = classroom.cli("up", "--students", "5")
-    assert run.exit_code == 0, run
-    after = classroom.container_ids(engine)
-    assert sorted(after) == [f"student-0{i}" for i in range(1, 6)]
-    assert {h: after[h] for h in before} == before
-    for host in ("student-04", "student-05"):
-        assert "created" in row_of(run.stdout, host)
-    roster = classroom.roster()
-    assert {r["student"]: r["password"] for r in roster[:3]} == passwords
-    for row in roster[3:]:
-        assert row["port"] == classroom.port_base + int(row["student"][-2:])
-        client = ssh_connect(row["port"], row["user"], row["password"])
-        try:
-            assert ssh_run(client, "id -un; docker info --format '{{.ServerVersion}}'")[0] == 0
-        finally:
-            client.close()
-
-
 def test_a_host_removed_by_hand_comes_back(engine, classroom):
     before = classroom.container_ids(engine)
     host_container(engine, classroom, "student-02").remove(force=True)
@@ -273,11 +270,35 @@ def test_a_host_removed_by_hand_comes_back(engine, classroom):
         client.close()
 
 
+def test_growing_to_five_students_keeps_the_first_three(engine, classroom):
+    before = classroom.container_ids(engine)
+    passwords = {r["student"]: r["password"] for r in classroom.roster()}
+
+    run = classroom.cli("up", "--students", "5")
+    assert run.exit_code == 0, run
+    after = classroom.container_ids(engine)
+    assert sorted(after) == [f"student-0{i}" for i in range(1, 6)]
+    assert {h: after[h] for h in before} == before
+    for host in ("student-04", "student-05"):
+        assert "created" in row_of(run.stdout, host)
+    roster = classroom.roster()
+    assert {r["student"]: r["password"] for r in roster[:3]} == passwords
+    for row in roster[3:]:
+        assert row["port"] == classroom.port_base + int(row["student"][-2:])
+        client = ssh_connect(row["port"], row["user"], row["password"])
+        try:
+            assert ssh_run(client, "id -un; docker info --format '{{.ServerVersion}}'")[0] == 0
+        finally:
+            client.close()
+
+
 # --- down ------------------------------------------------------------------------------------------
 def test_down_removes_everything_and_says_so(engine, classroom):
+    hosts = len(classroom.container_ids(engine))  # 3, or 5 after the test that grows it
     run = classroom.cli("down", "--yes")
     assert run.exit_code == 0, run
-    assert f"Removed 5 container(s), 1 network(s), 5 volume(s) of classroom {classroom.name!r}." in run.stdout
+    assert (f"Removed {hosts} container(s), 1 network(s), {hosts} volume(s) of classroom {classroom.name!r}."
+            in run.stdout)
     assert f"Verified: nothing of classroom {classroom.name!r} remains." in run.stdout
     assert classroom_resources(engine, classroom.name) == {"containers": [], "volumes": [], "networks": []}
     assert not classroom.state_dir.exists()

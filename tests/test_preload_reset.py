@@ -1,8 +1,9 @@
 """Issue 3 on the real engine: images and exercises preloaded over SSH, reset soft and hard.
 
 One classroom of two students, with a course of two small images built here and an exercise
-folder full of awkward names. Tests run in file order: each builds on the state the previous
-one left, as a trainer's day would.
+folder full of awkward names. The module's fixture makes the classroom once (`up`); each test
+starts from that state, and a test that changes the course or a student's files puts them back
+(`restore`), so that any test passes alone or in any order.
 """
 
 from __future__ import annotations
@@ -71,9 +72,19 @@ done"""
 
 
 class Course:
-    def __init__(self, folder: Path, cli: Cli, name: str, client):
+    def __init__(self, folder: Path, cli: Cli, name: str, client, pristine: Path):
         self.folder, self.cli, self.name, self.client = folder, cli, name, client
         self.exercises = folder / "exercises"
+        self.pristine = pristine  # a copy of the exercises as the course first had them
+        self.first_up = None  # the fixture's `up`
+
+    def restore(self, *students: str) -> None:
+        """The course's exercises as they first were, and these students' hosts soft-reset to them."""
+        shutil.rmtree(self.exercises)
+        shutil.copytree(self.pristine, self.exercises)  # copy2: modes kept
+        if students:
+            run = self.cli("reset", *students)
+            assert run.exit_code == 0, run
 
     def up(self, *args: str):
         return self.cli("up", *args)
@@ -132,15 +143,20 @@ def course(engine, tmp_path_factory):
     extra = ("images:\n" + "".join(f"  - name: {image}\n    build: ./images/{image.split('/')[1].split(':')[0]}\n"
                                    for image in IMAGES) + "exercises: ./exercises\n")
     write_classroom_file(folder, name, students=2, port_base=free_port_base(4, low=45000, high=47000), extra=extra)
+    pristine = tmp_path_factory.mktemp("pristine") / "exercises"
+    shutil.copytree(folder / "exercises", pristine)
     cli = Cli(folder / "home", cwd=folder)
-    yield Course(folder, cli, name, engine)
-    cli("down", "--yes")
-    remove_classroom_resources(engine, name)
+    course = Course(folder, cli, name, engine, pristine)
+    try:
+        course.first_up = course.up()
+        yield course
+    finally:
+        cli("down", "--yes")
+        remove_classroom_resources(engine, name)
 
 
 def test_up_preloads_images_by_id_and_exact_exercises(course):
-    run = course.up()
-    assert run.exit_code == 0, run
+    assert course.first_up.exit_code == 0, course.first_up
     instructor = {image: course.client.images.get(image).id for image in IMAGES}
     for host in ("student-01", "student-02"):
         for image, image_id in instructor.items():
@@ -172,6 +188,13 @@ def test_second_up_transfers_nothing_and_changes_nothing(course):
 
 
 def test_soft_reset_restores_one_student_and_touches_no_one_else(course):
+    try:
+        _soft_reset_touches_only_its_student(course)
+    finally:  # student-01's own work goes: the next test starts from the classroom `up` made
+        course.as_student("student-01", "docker rm -f mine >/dev/null 2>&1; rm -f ~/notes.txt")
+
+
+def _soft_reset_touches_only_its_student(course):
     # student-01 works: a running container and a file of their own.
     course.as_student("student-01", "docker run -d --name mine course-test/alpha:1 sleep 1000 && echo x > ~/notes.txt")
     keeper = course.inner("student-01", "docker ps -q --filter name=mine").strip()
@@ -209,12 +232,15 @@ def test_soft_reset_restores_one_student_and_touches_no_one_else(course):
 
 
 def test_up_keeps_a_file_the_student_edited(course):
-    course.as_student("student-01", "echo 'my answer' >> ~/exercises/run.sh")
-    run = course.up()
-    assert run.exit_code == 0, run
-    assert course.as_student("student-01", "tail -1 ~/exercises/run.sh").strip() == "my answer"
-    status = json.loads(course.cli("status", "--json").stdout)
-    assert status["hosts"][0]["checks"]["exercises"] is True
+    try:
+        course.as_student("student-01", "echo 'my answer' >> ~/exercises/run.sh")
+        run = course.up()
+        assert run.exit_code == 0, run
+        assert course.as_student("student-01", "tail -1 ~/exercises/run.sh").strip() == "my answer"
+        status = json.loads(course.cli("status", "--json").stdout)
+        assert status["hosts"][0]["checks"]["exercises"] is True
+    finally:
+        course.restore("student-01")
 
 
 def test_hard_reset_gives_a_new_machine_with_the_same_password(course):
@@ -231,13 +257,14 @@ def test_hard_reset_gives_a_new_machine_with_the_same_password(course):
 def test_a_broken_engine_on_one_host_is_reported_and_repaired_by_the_next_up(course):
     # The engine stops and cannot be restarted: the host must be named, the others finish.
     course.inner("student-02", "mv /usr/sbin/dockerd /usr/sbin/dockerd.off; pkill -x dockerd; sleep 1; true")
-    course.as_student("student-01", "rm -f ~/notes.txt")  # student-01 needs nothing: stays ready
-    run = course.up()
-    assert run.exit_code == 3, run
-    assert "student-02" in run.stderr and "not ready" in run.stderr
-    assert "student-01" not in run.stderr
-    # The engine is back in place (a trainer fixed it): the next `up` repairs only that host.
-    course.inner("student-02", "mv /usr/sbin/dockerd.off /usr/sbin/dockerd")
+    try:
+        run = course.up()
+        assert run.exit_code == 3, run
+        assert "student-02" in run.stderr and "not ready" in run.stderr
+        assert "student-01" not in run.stderr
+    finally:
+        # The engine is back in place (a trainer fixed it): the next `up` repairs only that host.
+        course.inner("student-02", "test -e /usr/sbin/dockerd || mv /usr/sbin/dockerd.off /usr/sbin/dockerd")
     run = course.up()
     assert run.exit_code == 0, run
     assert course.as_student("student-02", "docker run --rm course-test/alpha:1 cat /marker").strip() == "A"
@@ -265,6 +292,13 @@ def test_exec_runs_everywhere_and_fails_when_one_host_fails(course):
 
 
 def test_up_brings_course_updates_but_keeps_student_edits(course):
+    try:
+        _up_brings_course_updates_but_keeps_student_edits(course)
+    finally:
+        course.restore("student-01", "student-02")
+
+
+def _up_brings_course_updates_but_keeps_student_edits(course):
     (course.exercises / ".dotfile").write_text("hidden, second edition\n")  # updated by the trainer
     (course.exercises / "chapter 2").mkdir()
     (course.exercises / "chapter 2" / "new.txt").write_text("new chapter\n")  # added by the trainer

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 from conftest import remove_classroom_resources
-from test_trust import make_room
+from conftest import make_room
 
 pytestmark = pytest.mark.engine
 

@@ -1,9 +1,11 @@
 """The Swarm cluster (issue 4), on the real Docker engine, over real SSH.
 
-One classroom (2 students, 3 Swarm nodes) is shared by the whole module; the tests run in file
-order: form the cluster, use it as students (a service on every node, a stack), replace a worker,
-converge again, replace the only manager (handed over first, then not), and finally check that
-no join token ever reached a log line, the progress display, a report or a command line.
+One classroom (2 students, 3 Swarm nodes) is shared by the whole module. Every test that needs
+the cluster asks for `cluster`, which converges it first (a no-op when it is formed already), so
+each test passes alone and in any order: form the cluster, use it as students (a service on every
+node, a stack), replace a worker, converge again, replace the only manager (handed over first,
+then not), and check that no join token reaches a log line, the progress display, a report, a
+command the tool sends, or the command line of any process on the nodes.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from conftest import free_port_base, load_image_into, remove_classroom_resources, save_image, ssh_connect, ssh_run
+from fakes import LogCapture, ProgressRecorder
 
 
 NODES = 3
@@ -25,47 +27,15 @@ STUDENTS = 2
 SWARM_PORT_OFFSET = 100  # provision.backends.local: swarm-k listens on base + 100 + k
 
 
-class Recorder:
-    """A Progress that keeps every line it is given (what the screen would show)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def start(self, key: str, description: str, total: int | None = None) -> None:
-        self.lines.append(f"start {key}: {description}")
-
-    def advance(self, key: str, amount: int = 1, detail: str | None = None) -> None:
-        self.lines.append(f"advance {key}: {detail}")
-
-    def finish(self, key: str) -> None:
-        self.lines.append(f"finish {key}")
-
-    def note(self, message: str) -> None:
-        self.lines.append(f"note: {message}")
-
-
-class Capture(logging.Handler):
-    """Every log record of every logger, formatted (what a log file would hold)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(self.format(record))
-        except Exception:  # a record that cannot be formatted is not a leak
-            pass
-
-
 @dataclass
 class SwarmRoom:
     room: object  # provision.commands.Classroom
     engine: object
     image: str
-    progress: Recorder
-    logs: Capture
+    progress: ProgressRecorder
+    logs: LogCapture
     commands: list[str]  # every command the tool sent to a Swarm node
+    image_tar: bytes  # `docker save` of `image`, for the nodes (nothing can be pulled)
     reports: list = field(default_factory=list)  # every SwarmReport
     notes: list[str] = field(default_factory=list)  # what release_node said
     tokens: set[str] = field(default_factory=set)  # every join token the clusters ever had
@@ -81,6 +51,13 @@ class SwarmRoom:
 
     def machines(self):
         return self.room.backend.machines()
+
+    def load_image_where_missing(self) -> None:
+        """The test image on every Swarm node, including one a test replaced."""
+        for name in (f"swarm-{k}" for k in range(1, NODES + 1)):
+            container = self.container(name)
+            if container.exec_run(["docker", "image", "inspect", self.image])[0] != 0:
+                load_image_into(container, self.image_tar, "tiny.tar")
 
     def machine(self, name: str):
         return next(m for m in self.machines() if m.name == name)
@@ -125,8 +102,9 @@ class SwarmRoom:
             self.remember_tokens()
         return report
 
-    def replace(self, name: str, *, release: bool):
-        """`reset NAME --hard` as the lead will wire it: release, replace, provision, converge."""
+    def replace(self, name: str, *, release: bool, on_new_machine=None):
+        """`reset NAME --hard` as the lead will wire it: release, replace, provision, converge;
+        `on_new_machine(name)` runs as soon as the new machine exists, before it is provisioned."""
         from provision.provisioning import provision_host
         from provision.swarm import release_node
 
@@ -134,6 +112,8 @@ class SwarmRoom:
             self.notes += release_node(self.machines(), self.room.admin_access(), name, self.progress)
         spec = next(h for h in self.room.planned_hosts() if h.name == name)
         machine = self.room.backend.replace(spec, self.key.public_line)
+        if on_new_machine is not None:
+            on_new_machine(name)
         provision_host(machine, self.room.state.password_hashes(self.passwords, swarm=True), self.room.admin_access())
         return self.converge()
 
@@ -165,23 +145,18 @@ def swarm(engine, tiny_image, tmp_path_factory):
         return original_run(connection, command, **kwargs)
 
     patch.setattr(provision.swarm.session, "run", recording_run)
-    logs = Capture()
+    logs = LogCapture()
     root = logging.getLogger()
     saved_level = root.level
     root.addHandler(logs)
     root.setLevel(logging.DEBUG)
 
-    progress = Recorder()
+    progress = ProgressRecorder()
     room = Classroom.open(load_config(path), progress)
     try:
         result = up(room)
         assert not result.failed, [(h.name, h.error) for h in result.failed]
-        image_tar = save_image(engine, tiny_image)
-        swarm_room = SwarmRoom(room, engine, tiny_image, progress, logs, commands)
-        for machine in swarm_room.machines():
-            if machine.role != "student":
-                load_image_into(engine.containers.get(machine.machine_id), image_tar, "tiny.tar")
-        yield swarm_room
+        yield SwarmRoom(room, engine, tiny_image, progress, logs, commands, save_image(engine, tiny_image))
     finally:
         root.removeHandler(logs)
         root.setLevel(saved_level)
@@ -190,6 +165,15 @@ def swarm(engine, tiny_image, tmp_path_factory):
         finally:
             remove_classroom_resources(engine, name)
             patch.undo()
+
+
+@pytest.fixture
+def cluster(swarm) -> SwarmRoom:
+    """The module's classroom with its cluster formed, every node Ready and holding the test image."""
+    swarm.load_image_where_missing()
+    report = swarm.converge()
+    assert report.ok, [(n.name, n.error) for n in report.failed]
+    return swarm
 
 
 def wait_for(check, timeout: float = 90, every: float = 1.0):
@@ -239,9 +223,9 @@ def test_converge_forms_a_cluster_of_three_ready_nodes(swarm):
 
 # --- the students use it ---------------------------------------------------------------------------
 @pytest.mark.engine
-def test_student_creates_a_service_whose_tasks_run_on_every_node(swarm):
+def test_student_creates_a_service_whose_tasks_run_on_every_node(cluster):
     user = "student-01"
-    client = swarm.student(user)  # their Swarm password, over SSH, on swarm-1
+    client = cluster.student(user)  # their Swarm password, over SSH, on swarm-1
     service = f"{user}-web"
     try:
         code, out, err = ssh_run(client, "id -un && docker node ls --format '{{.Hostname}} {{.Status}}'")
@@ -249,7 +233,7 @@ def test_student_creates_a_service_whose_tasks_run_on_every_node(swarm):
         assert out.split()[0] == user and out.count("Ready") == NODES, out
 
         code, out, err = ssh_run(client, f"docker service create --detach --name {service} --replicas 3 "
-                                         f"{swarm.image} sleep 3600")
+                                         f"{cluster.image} sleep 3600")
         assert code == 0, err
 
         def running_nodes():
@@ -278,12 +262,12 @@ services:
 
 
 @pytest.mark.engine
-def test_student_deploys_a_stack(swarm):
+def test_student_deploys_a_stack(cluster):
     user = "student-02"
-    client = swarm.student(user)
+    client = cluster.student(user)
     stack = "st02"
     try:
-        code, _out, err = ssh_run(client, f"cat > stack.yml <<'EOF'\n{STACK.format(image=swarm.image)}EOF\n"
+        code, _out, err = ssh_run(client, f"cat > stack.yml <<'EOF'\n{STACK.format(image=cluster.image)}EOF\n"
                                           f"docker stack deploy -c stack.yml {stack}")
         assert code == 0, err
 
@@ -299,94 +283,152 @@ def test_student_deploys_a_stack(swarm):
 
 # --- repair ----------------------------------------------------------------------------------------
 @pytest.mark.engine
-def test_a_replaced_worker_rejoins_and_its_stale_entry_is_removed(swarm):
-    before = swarm.cluster_id()
-    report = swarm.replace("swarm-3", release=True)  # release: nothing to do for a worker
+def test_a_replaced_worker_rejoins_and_its_stale_entry_is_removed(cluster):
+    before = cluster.cluster_id()
+    report = cluster.replace("swarm-3", release=True)  # release: nothing to do for a worker
     assert report.ok, [(n.name, n.error) for n in report.failed]
     print(f"\nconverge_swarm after replacing swarm-3: {report.seconds:.2f} s")
     assert not report.formed and not report.lost
     assert [r.split()[0] for r in report.removed] == ["swarm-3"]
     assert "joined as worker" in report.changes_for("swarm-3")
-    assert report.cluster_id == before == swarm.cluster_id()
-    assert_three_ready(swarm)
+    assert report.cluster_id == before == cluster.cluster_id()
+    assert_three_ready(cluster)
 
 
 @pytest.mark.engine
-def test_a_second_converge_changes_nothing(swarm):
-    before = swarm.cluster_id()
-    report = swarm.converge()
+def test_a_second_converge_changes_nothing(cluster):
+    before = cluster.cluster_id()
+    report = cluster.converge()
     assert report.ok and not report.changed, report
     print(f"\nconverge_swarm on a healthy cluster: {report.seconds:.2f} s")
-    assert report.cluster_id == before == swarm.cluster_id()  # never re-initialised
-    assert_three_ready(swarm)
+    assert report.cluster_id == before == cluster.cluster_id()  # never re-initialised
+    assert_three_ready(cluster)
 
 
 @pytest.mark.engine
-def test_status_shows_availability_and_the_ready_count(swarm):
+def test_status_shows_availability_and_the_ready_count(cluster):
     from provision.swarm import swarm_status
 
-    swarm.exec("swarm-1", "docker node update --availability drain swarm-2")
+    cluster.exec("swarm-1", "docker node update --availability drain swarm-2")
     try:
-        status = swarm_status(swarm.machines(), swarm.room.admin_access())
+        status = swarm_status(cluster.machines(), cluster.room.admin_access())
         node = status.node("swarm-2")
         assert node is not None and node.availability == "drain" and node.status == "ready"
         assert status.checks["swarm-2"] == {"swarm": True}  # drained is a state a lesson may want
         assert status.ready_nodes == NODES and status.manager == "swarm-1"
     finally:
-        swarm.exec("swarm-1", "docker node update --availability active swarm-2")
+        cluster.exec("swarm-1", "docker node update --availability active swarm-2")
 
 
 @pytest.mark.engine
-def test_the_only_manager_handed_over_before_its_replacement_keeps_the_cluster(swarm):
-    before = swarm.cluster_id()
-    report = swarm.replace("swarm-1", release=True)
+def test_the_only_manager_handed_over_before_its_replacement_keeps_the_cluster(cluster):
+    before = cluster.cluster_id()
+    report = cluster.replace("swarm-1", release=True)
     assert report.ok, [(n.name, n.error) for n in report.failed]
     print(f"\nconverge_swarm after replacing the only manager (handed over): {report.seconds:.2f} s")
-    assert any("stands in" in note for note in swarm.notes), swarm.notes
+    assert any("stands in" in note for note in cluster.notes), cluster.notes
     assert not report.formed and not report.lost
-    assert report.cluster_id == before == swarm.cluster_id()
-    rows = assert_three_ready(swarm)
+    assert report.cluster_id == before == cluster.cluster_id()
+    rows = assert_three_ready(cluster)
     assert {r[0]: r[2] for r in rows}["swarm-1"] == "Leader"
     assert sum(1 for r in rows if r[2]) == 1, rows  # exactly one manager again
     assert {n.name: n.role for n in report.nodes}["swarm-1"] == "manager"
 
 
 @pytest.mark.engine
-def test_the_only_manager_replaced_without_hand_over_forms_a_new_cluster_and_says_so(swarm):
-    before = swarm.cluster_id()
-    report = swarm.replace("swarm-1", release=False)
+def test_the_only_manager_replaced_without_hand_over_forms_a_new_cluster_and_says_so(cluster):
+    before = cluster.cluster_id()
+    report = cluster.replace("swarm-1", release=False)
     assert report.ok, [(n.name, n.error) for n in report.failed]
     print(f"\nconverge_swarm after losing the only manager: {report.seconds:.2f} s")
     assert report.formed and report.lost
     assert any("new cluster" in note for note in report.notes), report.notes
-    assert any("new cluster" in line for line in swarm.progress.lines)
-    assert report.cluster_id != before and report.cluster_id == swarm.cluster_id()
-    rows = assert_three_ready(swarm)
+    assert any("new cluster" in line for line in cluster.progress.lines)
+    assert report.cluster_id != before and report.cluster_id == cluster.cluster_id()
+    rows = assert_three_ready(cluster)
     assert {r[0]: r[2] for r in rows} == {"swarm-1": "Leader", "swarm-2": "", "swarm-3": ""}
 
 
 # --- secrets ---------------------------------------------------------------------------------------
+# Every process's command line on a node, sampled as root every 50 ms until told to stop; `grep -a`
+# prints one process per line: "/proc/PID/cmdline:arg0<NUL>arg1<NUL>...".
+SAMPLER = ("rm -f /run/argv.stop; while [ ! -e /run/argv.stop ]; do "
+           "grep -a . /proc/[0-9]*/cmdline 2>/dev/null; sleep 0.05; done > /run/argv.samples")
+
+
+class ArgvSampler:
+    """Records the command lines of every process on the Swarm nodes while a block runs."""
+
+    def __init__(self, swarm: SwarmRoom) -> None:
+        self.swarm = swarm
+        self.nodes = [f"swarm-{k}" for k in range(1, NODES + 1)]
+
+    def __enter__(self) -> ArgvSampler:
+        for node in self.nodes:
+            self.start(node)
+        return self
+
+    def start(self, node: str) -> None:
+        """(Again, on a replaced node: a new container runs no sampler.)"""
+        self.swarm.container(node).exec_run(["sh", "-c", SAMPLER], detach=True)
+
+    def __exit__(self, *exc) -> None:
+        for node in self.nodes:  # containers replaced meanwhile run no sampler: touching is harmless
+            self.swarm.container(node).exec_run(["sh", "-c", "touch /run/argv.stop"])
+
+    def samples(self) -> list[str]:
+        """Each process seen, as "node: arg0 arg1 ...", once."""
+        seen: set[str] = set()
+        for node in self.nodes:
+            code, out = self.swarm.container(node).exec_run(["sh", "-c", "sleep 0.2; cat /run/argv.samples"])
+            assert code == 0, f"{node}: the sampler left nothing: {out!r}"
+            for line in out.decode(errors="replace").splitlines():
+                argv = line.split(":", 1)[-1].replace("\0", " ").strip()
+                seen.add(f"{node}: {argv}")
+        return sorted(seen)
+
+
+def is_the_join_itself(sample: str) -> bool:
+    """`docker swarm join --token ...`: the Docker CLI takes the token only as an argument, for the
+    seconds the join lasts (documented in provision/swarm/driver.py); nothing else may carry it."""
+    return sample.split(": ", 1)[1].startswith("docker swarm join ")
+
+
 @pytest.mark.engine
-def test_join_tokens_never_appear_in_logs_screen_reports_or_command_lines(swarm):
-    assert len(swarm.tokens) >= 4  # two clusters, two roles each
-    assert any("read -r token" in command for command in swarm.commands)  # joins did happen, via stdin
+def test_join_tokens_and_passwords_never_appear_in_logs_screen_reports_or_command_lines(cluster):
+    # A worker replaced (it joins), then the only manager lost (a new cluster forms, the workers
+    # join it). Meanwhile every process's command line on the nodes is recorded.
+    with ArgvSampler(cluster) as sampler:
+        for node in ("swarm-2", "swarm-1"):
+            report = cluster.replace(node, release=False, on_new_machine=sampler.start)
+            assert report.ok, [(n.name, n.error) for n in report.failed]
+    samples = sampler.samples()
+    # The evidence is real: the sampler saw the joins, and there were tokens to leak.
+    joins = [line for line in samples if is_the_join_itself(line)]
+    assert {line.split(":")[0] for line in joins} >= {"swarm-2", "swarm-3"}, samples
+    assert any(token in line for token in cluster.tokens for line in joins), joins
+    assert len(cluster.tokens) >= 4  # two clusters, two roles each
+    assert any("read -r token" in command for command in cluster.commands)  # handed over on stdin
+    assert cluster.logs.lines, "the log capture saw nothing: it would prove nothing"
+
     texts = {
-        "log": "\n".join(swarm.logs.lines),
-        "screen": "\n".join(swarm.progress.lines),
-        "reports": json.dumps([r.as_json() for r in swarm.reports]),
-        "notes": "\n".join(swarm.notes),
-        "commands": "\n".join(swarm.commands),
-        "argv": Path("/proc/self/cmdline").read_bytes().decode(errors="replace"),
+        "log": "\n".join(cluster.logs.lines),
+        "screen": "\n".join(cluster.progress.lines),
+        "reports": json.dumps([r.as_json() for r in cluster.reports]),
+        "notes": "\n".join(cluster.notes),
+        "commands sent to the nodes": "\n".join(cluster.commands),
+        "command line of a process on a node": "\n".join(line for line in samples if not is_the_join_itself(line)),
     }
-    assert swarm.logs.lines, "the log capture saw nothing: it would prove nothing"
-    for token in swarm.tokens:
+    for token in cluster.tokens:
         assert token.startswith("SWMTKN-")
+        secret = token.rsplit("-", 1)[-1]  # not even its secret half (SWMTKN-1-<CA digest>-<secret>)
         for where, text in texts.items():
             assert token not in text, f"a join token appears in the {where}"
-        # Not even its secret half (a token is SWMTKN-1-<CA digest>-<secret>).
-        secret = token.rsplit("-", 1)[-1]
-        for where, text in texts.items():
             assert secret not in text, f"a join token's secret appears in the {where}"
+    for user, password in cluster.passwords.items():
+        for where, text in texts.items():
+            assert password not in text, f"{user}'s password appears in the {where}"
+        assert not [line for line in joins if password in line]
 
 
 # --- without an engine: the parts the CLI relies on ------------------------------------------------

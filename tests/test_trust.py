@@ -14,70 +14,13 @@ import stat
 
 import paramiko
 import pytest
-from conftest import Cli, free_port_base, remove_classroom_resources, ssh_connect, ssh_run, unique_name, \
-    write_classroom_file
+from conftest import make_room, remove_classroom_resources, ssh_connect
 
 pytestmark = pytest.mark.engine
 
 # What a hostile ~/.bashrc prints: retitle the window, clear the screen, colour the table.
 HOSTILE = "\x1b]0;PWNED\x07\x1b[2J[red]PWNED[/red]\x9b31m"
 HASH_PREFIX = "$6$rounds=20000$"
-
-
-class Room:
-    def __init__(self, name: str, cli: Cli, engine):
-        self.name, self.cli, self.engine = name, cli, engine
-
-    @property
-    def state_dir(self):
-        return self.cli.home / self.name
-
-    def roster(self) -> dict[str, dict]:
-        run = self.cli("roster", "--format", "json")
-        assert run.exit_code == 0, run
-        return {row["student"]: row for row in json.loads(run.stdout)}
-
-    def hashes(self, swarm: bool = False) -> dict[str, str]:
-        """The students' hashes for their own hosts, or (`swarm`) for the shared Swarm nodes."""
-        return json.loads((self.state_dir / f"{'swarm_' if swarm else ''}password_hashes.json").read_text())
-
-    def status(self) -> tuple[int, dict[str, dict]]:
-        run = self.cli("status", "--json")
-        return run.exit_code, {h["name"]: h for h in json.loads(run.stdout)["hosts"]}
-
-    def container(self, host: str):
-        (found,) = self.engine.containers.list(
-            all=True, filters={"label": [f"classroom.name={self.name}", f"classroom.host={host}"]})
-        return found
-
-    def root(self, host: str, command: str, **environment: str) -> str:
-        """Root on a host, as any student can be through Docker (`docker run -v /:/host ...`)."""
-        code, out = self.container(host).exec_run(["sh", "-c", command], environment=environment or None)
-        text = out.decode(errors="replace")
-        assert code == 0, f"{host}: {command} -> {code}: {text}"
-        return text
-
-    def as_student(self, student: str, command: str, port: int | None = None,
-                   swarm: bool = False) -> tuple[int, str, str]:
-        """`command` over SSH as `student`, on their host or (`swarm`, with `port`) a Swarm node."""
-        row = self.roster()[student]
-        session = ssh_connect(port or row["port"], row["user"], row["swarm_password" if swarm else "password"])
-        try:
-            return ssh_run(session, command)
-        finally:
-            session.close()
-
-
-def make_room(engine, tmp_path_factory, tiny_image, prefix: str, *, swarm_nodes: int = 0) -> tuple[Room, Cli]:
-    folder = tmp_path_factory.mktemp(prefix)
-    (folder / "exercises").mkdir()
-    (folder / "exercises" / "hello.txt").write_text("hello\n")
-    name = unique_name(f"t-{prefix}")
-    write_classroom_file(folder, name, students=2, swarm_nodes=swarm_nodes,
-                         port_base=free_port_base(2 + swarm_nodes + 2, low=39000, high=45000),
-                         extra=f"images:\n  - {tiny_image}\nexercises: ./exercises\n")
-    cli = Cli(folder / "home", cwd=folder)
-    return Room(name, cli, engine), cli
 
 
 @pytest.fixture(scope="module")
