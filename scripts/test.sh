@@ -4,7 +4,7 @@
 #   bash scripts/test.sh                 # the whole suite
 #   bash scripts/test.sh -k bad_input    # extra arguments go to pytest
 #   bash scripts/test.sh --setup-only    # only the setup (scripts/demo.sh uses it)
-#   bash scripts/test.sh --fast          # the unit tier: no Docker engine, well under 30 s
+#   bash scripts/test.sh --fast          # the unit tier: no Docker engine needed
 #
 # Idempotent: a second run reuses the engine, the base image and the virtualenv (.venv).
 # As root on Debian it installs what is missing (docker.io, busybox-static, openssh-client);
