@@ -432,6 +432,19 @@ def make_room(engine, tmp_path_factory, tiny_image, prefix: str, *, swarm_nodes:
     return Room(name, cli, engine), cli
 
 
+@contextlib.contextmanager
+def room_up(engine, tmp_path_factory, tiny_image, prefix: str, *, swarm_nodes: int = 0):
+    """`make_room`, then `up`; `down` and a by-label sweep when the block ends."""
+    made, cli = make_room(engine, tmp_path_factory, tiny_image, prefix, swarm_nodes=swarm_nodes)
+    try:
+        run = cli("up")
+        assert run.exit_code == 0, run
+        yield made
+    finally:
+        cli("down", "--yes")
+        remove_classroom_resources(engine, made.name)
+
+
 # --- AWS stand-ins ---------------------------------------------------------------------------------
 def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()) -> None:
     """Dummy credentials for moto, and nothing of the trainer's real AWS or Pulumi setup."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import remove_classroom_resources
-from conftest import make_room
+from conftest import room_up
 
 pytestmark = pytest.mark.engine
 
@@ -22,26 +21,14 @@ RELOAD_SSHD = ("for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = ssh
 
 @pytest.fixture(scope="module")
 def room(engine, tmp_path_factory, tiny_image):
-    made, cli = make_room(engine, tmp_path_factory, tiny_image, "probe")
-    try:
-        run = cli("up")
-        assert run.exit_code == 0, run
+    with room_up(engine, tmp_path_factory, tiny_image, "probe") as made:
         yield made
-    finally:
-        cli("down", "--yes")
-        remove_classroom_resources(engine, made.name)
 
 
 @pytest.fixture(scope="module")
 def swarm_room(engine, tmp_path_factory, tiny_image):
-    made, cli = make_room(engine, tmp_path_factory, tiny_image, "prsw", swarm_nodes=1)
-    try:
-        run = cli("up")
-        assert run.exit_code == 0, run
+    with room_up(engine, tmp_path_factory, tiny_image, "prsw", swarm_nodes=1) as made:
         yield made
-    finally:
-        cli("down", "--yes")
-        remove_classroom_resources(engine, made.name)
 
 
 @pytest.fixture

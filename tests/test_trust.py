@@ -14,7 +14,7 @@ import stat
 
 import paramiko
 import pytest
-from conftest import make_room, remove_classroom_resources, ssh_connect
+from conftest import room_up, ssh_connect
 
 pytestmark = pytest.mark.engine
 
@@ -26,27 +26,15 @@ HASH_PREFIX = "$6$rounds=20000$"
 @pytest.fixture(scope="module")
 def room(engine, tmp_path_factory, tiny_image):
     """Two students, the tiny image preloaded, one exercise file; no Swarm."""
-    made, cli = make_room(engine, tmp_path_factory, tiny_image, "trust")
-    try:
-        run = cli("up")
-        assert run.exit_code == 0, run
+    with room_up(engine, tmp_path_factory, tiny_image, "trust") as made:
         yield made
-    finally:
-        cli("down", "--yes")
-        remove_classroom_resources(engine, made.name)
 
 
 @pytest.fixture(scope="module")
 def swarm_room(engine, tmp_path_factory, tiny_image):
     """Two students and one shared Swarm node."""
-    made, cli = make_room(engine, tmp_path_factory, tiny_image, "trsw", swarm_nodes=1)
-    try:
-        run = cli("up")
-        assert run.exit_code == 0, run
+    with room_up(engine, tmp_path_factory, tiny_image, "trsw", swarm_nodes=1) as made:
         yield made
-    finally:
-        cli("down", "--yes")
-        remove_classroom_resources(engine, made.name)
 
 
 def assert_no_terminal_control(run) -> None:
