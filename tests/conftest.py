@@ -171,7 +171,7 @@ def write_classroom_file(folder: Path, name: str, *, students: int = 3, swarm_no
         f"name: {name}\n"
         f"students: {students}\n"
         f"swarm:\n  nodes: {swarm_nodes}\n"
-        f"local:\n  ssh_port_base: {port_base}\n"
+        f"local:\n  ssh_port_base: {port_base}\n  public_host: 127.0.0.1\n"
         f"ttl: 2h\n" + extra
     )
     return path
