@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from stacks import templates_dir
 
 from .errors import BadInput
-from .roster import RosterEntry, SwarmAccess
+from .roster import PublishedPort, RosterEntry, SwarmAccess
 from .state import write_private
 from .timezones import class_zone
 
@@ -75,6 +75,7 @@ LABELS: dict[str, dict[str, str]] = {
         "ports_hint": "Publish one of these ports on your machine (for example docker run -p 8080:80 ...), "
         "then open its address in your browser:",
         "your_port": "your port",
+        "your_ports": "your ports",
         "ports_loopback": "These addresses are the trainer's own machine (a loopback address): they work only "
         "there. Trainer: set local.public_host to this machine's address on the class network.",
         "help": "Something broken?",
@@ -135,6 +136,7 @@ LABELS: dict[str, dict[str, str]] = {
         "ports_hint": "Publiez l'un de ces ports sur votre machine (par exemple docker run -p 8080:80 ...), "
         "puis ouvrez son adresse dans votre navigateur\u00a0:",
         "your_port": "votre port",
+        "your_ports": "vos ports",
         "ports_loopback": "Ces adresses désignent la machine du formateur (adresse de bouclage)\u00a0: elles ne "
         "marchent que sur celle-ci. Formateur\u00a0: indiquez dans local.public_host l'adresse de cette "
         "machine sur le réseau de la classe.",
@@ -155,7 +157,7 @@ ROOMY_LINES = 6
 # Characters of monospace that fit on one line at normal size: the ssh command box, a Swarm row.
 COMMAND_LINE_CHARS = 48
 SWARM_LINE_CHARS = 50
-PORT_COLUMNS = 2  # published ports per line of the HTML sheet
+PORT_COLUMNS = 1  # runs of published ports per line of the HTML sheet
 
 # How each language writes a date and time, in the class's time zone (`timezone:`, else the
 # machine's), named after the time: the sheet is read where the class is.
@@ -222,6 +224,34 @@ def swarm_port(student: str) -> int:
     return SWARM_PORT_BASE + int(student.rsplit("-", 1)[1])
 
 
+@dataclass(frozen=True)
+class PortRun:
+    """Consecutive course ports on consecutive public ports, one line of the HTML sheet:
+    `8000–8010 → http://host:3203–3213` (a single port: `last` is None)."""
+
+    first: PublishedPort
+    last: PublishedPort | None = None
+
+    @property
+    def last_public(self) -> str:
+        return "" if self.last is None else self.last.url.rsplit(":", 1)[1]
+
+
+def port_runs(ports: tuple[PublishedPort, ...]) -> list[PortRun]:
+    """Group a student's ports into runs, so the default 13 ports take 3 lines, not 13."""
+    runs: list[list[PublishedPort]] = []
+    for published in ports:
+        if runs and published.port == runs[-1][-1].port + 1 and _public(published) == _public(runs[-1][-1]) + 1:
+            runs[-1].append(published)
+        else:
+            runs.append([published])
+    return [PortRun(run[0], run[-1] if len(run) > 1 else None) for run in runs]
+
+
+def _public(published: PublishedPort) -> int:
+    return int(published.url.rsplit(":", 1)[1])
+
+
 def is_loopback(address: str) -> bool:
     """Whether students cannot reach `address` from their own laptops (127.0.0.1, ::1, localhost)."""
     try:
@@ -237,7 +267,7 @@ def needs_dense_layout(entries: list[RosterEntry], course: SheetCourse) -> bool:
     Decided once for all entries, so every page of the index looks the same.
     """
     lines = (len(course.images) + 1) // 2
-    ports = max((len(entry.ports) for entry in entries), default=0)
+    ports = max((len(port_runs(entry.ports)) for entry in entries), default=0)
     lines += (ports + PORT_COLUMNS - 1) // PORT_COLUMNS + (1 if ports else 0)
     longest = max((len(entry.ssh_command) for entry in entries), default=0)
     lines += 1 if longest > COMMAND_LINE_CHARS else 0
@@ -287,6 +317,7 @@ def _environment(fmt: str) -> Environment:
     )
     env.filters["code"] = markdown_code
     env.filters["swarm_port"] = swarm_port
+    env.filters["port_runs"] = port_runs
     env.tests["loopback"] = is_loopback
     return env
 

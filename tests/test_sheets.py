@@ -349,3 +349,17 @@ def test_swarm_sheets_give_each_student_their_own_port_and_name(tmp_path, fmt):
     render(tmp_path / "aws", formats=[fmt], course=make_course(swarm=SWARM, backend="aws"))
     text = (tmp_path / "aws" / "sheets" / f"student-01.{fmt}").read_text()
     assert "mode=host" not in text and "--publish published=30001,target=80" in text
+
+
+def test_consecutive_ports_share_one_line_of_the_printed_sheet(tmp_path):
+    from provision.sheets import port_runs
+
+    ports = (PublishedPort(80, "http://h:3201"), PublishedPort(5000, "http://h:3202"),
+             *(PublishedPort(8000 + k, f"http://h:{3203 + k}") for k in range(11)))
+    runs = port_runs(ports)
+    assert [(r.first.port, r.last.port if r.last else None, r.last_public) for r in runs] == [
+        (80, None, ""), (5000, None, ""), (8000, 8010, "3213")]
+    entries = [replace(entry, ports=ports) for entry in make_entries()]
+    render(tmp_path, formats=["html", "md"], entries=entries)
+    assert "your ports 8000–8010 → http://h:3203–3213" in as_read(tmp_path / "sheets" / "student-01.html")
+    assert "your port 8005 → http://h:3208" in as_read(tmp_path / "sheets" / "student-01.md")  # each port
