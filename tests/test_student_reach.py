@@ -180,3 +180,44 @@ def test_reset_keep_home_keeps_the_home_folder_and_a_plain_reset_empties_it(room
     assert run.exit_code == 0, run
     code, out, _err = room.as_student("student-02", "ls ~/notes.txt; cat ~/exercises/hello.txt")
     assert "No such file" in _err and out.split() == ["hello"]
+
+
+# Docker's own Compose plugin (what aws hosts install) cannot be downloaded here: this stand-in
+# answers the CLI's metadata call and runs Compose v1, as the real plugin answers with v2.
+VENDOR_PLUGIN = """#!/bin/sh
+if [ "$1" = docker-cli-plugin-metadata ]; then
+  echo '{"SchemaVersion":"0.1.0","Vendor":"Docker Inc.","Version":"v2-stand-in"}'; exit 0
+fi
+shift
+exec /usr/bin/docker-compose.moved "$@"
+"""
+PLUGIN = "/usr/libexec/docker/cli-plugins/docker-compose"
+
+
+def test_a_host_with_only_the_compose_plugin_gets_docker_compose_too(room, engine, tiny_image):
+    """The aws layout (plugin only, no docker-compose): `up` adds the docker-compose shim."""
+    (host,) = engine.containers.list(filters={"label": [f"classroom.name={room.name}", "classroom.host=student-02"]})
+
+    def root(command: str) -> str:
+        code, out = host.exec_run(["sh", "-c", command])
+        assert code == 0, out.decode()
+        return out.decode()
+
+    root(f"mv /usr/bin/docker-compose /usr/bin/docker-compose.moved && cat > {PLUGIN} <<'END'\n{VENDOR_PLUGIN}END\n"
+         f"chmod 755 {PLUGIN}")
+    try:
+        assert room.as_student("student-02", "docker-compose version")[0] != 0  # the aws layout: none
+        run = room.cli("up")
+        assert run.exit_code == 0, run
+        compose = f"services:\n  web:\n    image: {tiny_image}\n    command: sleep 300\n"
+        code, out, err = room.as_student(
+            "student-02", f"mkdir -p ~/d && cd ~/d && printf '%s' '{compose}' > docker-compose.yml && "
+                          "docker-compose up -d && docker-compose ps -q web && docker-compose down")
+        assert code == 0, out + err
+        assert "v2-stand-in" in room.as_student("student-02", "docker compose version; docker info -f "
+                                                "'{{range .ClientInfo.Plugins}}{{.Version}}{{end}}'")[1]
+    finally:
+        root(f"rm -f /usr/local/bin/docker-compose {PLUGIN} && mv /usr/bin/docker-compose.moved /usr/bin/docker-compose")
+        run = room.cli("up")  # the plugin shim back, as `up` makes it
+        assert run.exit_code == 0, run
+    assert room.as_student("student-02", "docker compose version")[0] == 0
