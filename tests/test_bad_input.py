@@ -187,6 +187,21 @@ def test_a_port_in_use_is_refused_before_anything_is_created(cli, tmp_path, engi
     assert_nothing_created(cli, name, engine)
 
 
+def test_a_published_port_in_use_is_refused_before_anything_is_created(cli, tmp_path, engine):
+    """Each student's course ports take a public port of this machine (ssh_port_base + 1001 …)."""
+    name = unique_name("t-bad")
+    port = free_port_base(4)
+    (tmp_path / "classroom.yaml").write_text(_fill(VALID, name, tmp_path, port) + "ports: [80, 8080]\n")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port + 1004))  # student-02's second port
+        squatter.listen()
+        run = cli("up")
+    assert_one_line(run, f"port {port + 1004} (for student-02's port 8080) is already in use on this machine: set "
+                         "local.ssh_port_base to a free range (students' ports start at ssh_port_base + 1001; "
+                         "another classroom may use this one)", regex=False)
+    assert_nothing_created(cli, name, engine)
+
+
 def test_an_unknown_student_is_refused_and_nobody_is_touched(engine, tmp_path):
     # Its own classroom: the session's shared one is taken down by test_local_classroom.
     name = unique_name("t-unknown")
