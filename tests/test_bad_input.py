@@ -114,6 +114,9 @@ CASES = [
          "bad.yaml: ports: 201 ports per student, at most 100 on the local backend (each costs a proxy process on "
          "this machine): list only the ports the course publishes",
          files={"bad.yaml": "name: {name}\nports: ['8000-8200']\n"}),
+    Case("file-bad-public-host", ["-f", "bad.yaml", "up"],
+         "bad.yaml: local.public_host: 'my laptop' is not a host name or address",
+         files={"bad.yaml": "name: {name}\nlocal:\n  public_host: my laptop\n"}),
     Case("reset-keep-home-with-hard", ["--name", "{name}", "reset", "student-01", "--hard", "--keep-home"],
          "--keep-home keeps the home folder in a soft reset: --hard replaces the whole machine"),
     # the situation

@@ -137,3 +137,15 @@ def test_sudo_only_for_the_hosts_own_student_and_never_on_a_swarm_node():
     assert sudo_arguments(machine("swarm-1", Role.SWARM_MANAGER, None), True) == ("", "nosudo")
     assert sudo_arguments(machine("swarm-2", Role.SWARM_WORKER, "student-01"), True) == ("", "nosudo")
 
+
+
+def test_hosts_listen_on_every_address_only_when_students_reach_them_from_outside(monkeypatch, tmp_path):
+    import provision.hostaddr
+    from provision.backends.local import LocalBackend
+    from provision.state import ClassroomState
+
+    monkeypatch.setattr(provision.hostaddr, "default_route_address", lambda: "192.0.2.55")
+    state = ClassroomState("c", tmp_path)
+    assert LocalBackend(ClassroomConfig(), state).bind_address == "0.0.0.0"  # the default: the route's address
+    loopback = ClassroomConfig.model_validate({"local": {"public_host": "127.0.0.1"}})
+    assert LocalBackend(loopback, state).bind_address == "127.0.0.1"

@@ -274,6 +274,8 @@ class LocalBackend(Backend):
             published = attrs.get("HostConfig", {}).get("PortBindings") or {}
             bindings = published.get("22/tcp") or [{}]
             port = int(bindings[0].get("HostPort") or 0)
+            # A host made to listen on loopback only is reached there, whatever the file says now.
+            public = "127.0.0.1" if bindings[0].get("HostIp") == "127.0.0.1" else self.config.local.address
             networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
             address = (networks.get(network) or {}).get("IPAddress") or None
             result.append(Machine(
@@ -282,7 +284,7 @@ class LocalBackend(Backend):
                 student=labels.get("classroom.student") or None,
                 state=MachineState(container.status),
                 ssh_host=self.ssh_host, ssh_port=port,
-                public_host=self.config.local.address, public_port=port,
+                public_host=public, public_port=port,
                 private_address=address, machine_id=container.id, ports=published_ports(published),
             ))
         return sorted(result, key=lambda m: host_order(m.name))
