@@ -72,7 +72,7 @@ LABELS: dict[str, dict[str, str]] = {
         "expires_aws": "Your machine then powers off and is deleted: copy anything you want to keep "
         "before then.",
         "ports": "Open what you publish",
-        "ports_hint": "Publish one of these ports on your machine (for example docker run -p 8080:80 ...), "
+        "ports_hint": "Publish one of these ports on your machine (for example docker run -p {port}:80 ...), "
         "then open its address in your browser:",
         "your_port": "your port",
         "your_ports": "your ports",
@@ -133,7 +133,7 @@ LABELS: dict[str, dict[str, str]] = {
         "expires_aws": "Votre machine s'éteint alors et est supprimée\u00a0: copiez avant ce que vous "
         "voulez garder.",
         "ports": "Ouvrir ce que vous publiez",
-        "ports_hint": "Publiez l'un de ces ports sur votre machine (par exemple docker run -p 8080:80 ...), "
+        "ports_hint": "Publiez l'un de ces ports sur votre machine (par exemple docker run -p {port}:80 ...), "
         "puis ouvrez son adresse dans votre navigateur\u00a0:",
         "your_port": "votre port",
         "your_ports": "vos ports",
@@ -237,6 +237,12 @@ class PortRun:
         return "" if self.last is None else self.last.url.rsplit(":", 1)[1]
 
 
+def example_port(ports: tuple[PublishedPort, ...]) -> int:
+    """The port the sheet's `docker run -p PORT:80` example uses: one of the student's own."""
+    numbers = [published.port for published in ports]
+    return next((port for port in (8080, 8000) if port in numbers), numbers[0] if numbers else 8080)
+
+
 def port_runs(ports: tuple[PublishedPort, ...]) -> list[PortRun]:
     """Group a student's ports into runs, so the default 13 ports take 3 lines, not 13."""
     runs: list[list[PublishedPort]] = []
@@ -318,6 +324,7 @@ def _environment(fmt: str) -> Environment:
     env.filters["code"] = markdown_code
     env.filters["swarm_port"] = swarm_port
     env.filters["port_runs"] = port_runs
+    env.filters["example_port"] = example_port
     env.tests["loopback"] = is_loopback
     return env
 

@@ -272,6 +272,7 @@ def test_sheet_lists_each_published_port_with_its_url(tmp_path, fmt):
     for port, url in ((80, "http://192.0.2.7:31002"), (8080, "http://192.0.2.7:31003")):
         assert re.search(rf"your port\W+{port}\W+→\W+{re.escape(url)}", text), text
     assert "http://192.0.2.7:31000" not in text  # student-01's
+    assert "docker run -p 8080:80" in text  # the example is one of the student's own ports
     assert LABELS["en"]["ports_loopback"] not in text
 
 
@@ -363,3 +364,4 @@ def test_consecutive_ports_share_one_line_of_the_printed_sheet(tmp_path):
     render(tmp_path, formats=["html", "md"], entries=entries)
     assert "your ports 8000–8010 → http://h:3203–3213" in as_read(tmp_path / "sheets" / "student-01.html")
     assert "your port 8005 → http://h:3208" in as_read(tmp_path / "sheets" / "student-01.md")  # each port
+    assert "docker run -p 8000:80" in as_read(tmp_path / "sheets" / "student-01.md")  # no 8080 in this course
