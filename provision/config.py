@@ -288,7 +288,7 @@ class ClassroomConfig(_Strict):
     # The name of the environment variable holding Docker Hub credentials (`user:token`) for the
     # hosts' pulls; never the credentials themselves (the file is shared, the state is kept).
     registry_auth: str = DEFAULT_REGISTRY_AUTH_ENV
-    # The class's time zone, for the times on sheets (None: this machine's, hostaddr.py).
+    # The class's time zone, for the times on sheets (None: this machine's, timezones.py).
     timezone: str | None = None
     # Whether students may `sudo` on their own host with their own password (never on Swarm nodes).
     students_sudo: Annotated[bool, Field(strict=True)] = True

@@ -151,12 +151,17 @@ def port_free(port: int, address: str = "127.0.0.1") -> bool:
 
 
 def free_port_base(count: int, low: int = 30000, high: int = 39000) -> int:
-    """A base B such that B+1 … B+count are free now, picked at random in [low, high)."""
+    """A base B such that B+1 … B+count are free now, and so are the students' public ports of
+    the default course ports (B+1001 …, provision/ports.py), picked at random in [low, high)."""
     import random
 
+    from provision.ports import PUBLISHED_OFFSET
+
+    public = count * 13  # the default `ports:` are 13 per student
     for _ in range(200):
         base = random.randrange(low, high - count - 1, 10)
-        if all(port_free(base + i) for i in range(1, count + 1)):
+        if all(port_free(base + i) for i in range(1, count + 1)) and \
+                all(port_free(base + PUBLISHED_OFFSET + i) for i in range(1, public + 1)):
             return base
     raise RuntimeError(f"no {count} free ports in {low}-{high}")
 
