@@ -64,8 +64,8 @@ LABELS: dict[str, dict[str, str]] = {
         "and stacks with your name, for example",
         "swarm_port": "and publish them on your own port only, so that nobody else's service takes it:",
         # Local hosts run in containers whose kernel may lack IPVS: no routing mesh, no VIPs.
-        "swarm_local_ports": "These nodes have no routing mesh: publish in host mode, as above, and open the "
-        "port on a node that runs one of your service's tasks.",
+        "swarm_local_ports": "These nodes have no routing mesh: publish in host mode, as above. Your service "
+        "answers on the nodes that run one of its tasks (there: curl http://localhost:{port}).",
         "expires": "End of the classroom",
         "expires_at": "This classroom ends on",
         "expires_local": "The trainer then removes the machines: copy anything you want to keep before then.",
@@ -124,8 +124,9 @@ LABELS: dict[str, dict[str, str]] = {
         "et de vos stacks par votre nom, par exemple",
         "swarm_port": "et publiez-les sur votre propre port seulement, pour qu'aucun autre service ne le "
         "prenne\u00a0:",
-        "swarm_local_ports": "Ces nœuds n'ont pas de routing mesh\u00a0: publiez en mode host, comme ci-dessus, "
-        "et ouvrez le port sur un nœud qui exécute une tâche de votre service.",
+        "swarm_local_ports": "Ces nœuds n'ont pas de routing mesh\u00a0: publiez en mode host, comme ci-dessus. "
+        "Votre service répond sur les nœuds qui exécutent l'une de ses tâches (là\u00a0: curl "
+        "http://localhost:{port}).",
         "expires": "Fin de la classe",
         "expires_at": "Cette classe se termine le",
         "expires_local": "Le formateur supprime ensuite les machines\u00a0: copiez avant ce que vous "

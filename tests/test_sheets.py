@@ -347,6 +347,7 @@ def test_swarm_sheets_give_each_student_their_own_port_and_name(tmp_path, fmt):
     assert "--publish mode=host,target=80,published=30001" in first and "student-01-web" in first
     assert "--publish mode=host,target=80,published=30002" in second and "student-02-web" in second
     assert "published=8080" not in first + second
+    assert "curl http://localhost:30002" in second
     render(tmp_path / "aws", formats=[fmt], course=make_course(swarm=SWARM, backend="aws"))
     text = (tmp_path / "aws" / "sheets" / f"student-01.{fmt}").read_text()
     assert "mode=host" not in text and "--publish published=30001,target=80" in text
