@@ -97,8 +97,17 @@ class ImageSpec(_Strict):
 
 
 class SwarmConfig(_Strict):
+    # Nodes per cluster. per-student: each student's own cluster, their host being node 1 (so 3 is
+    # the host and two more machines); shared: swarm-1 … swarm-N, every student root on them.
     nodes: Annotated[Count, Field(ge=0, le=9)] = 3
     managers: Annotated[Count, Field(ge=1)] = 1
+    mode: Literal["per-student", "shared"] = "per-student"
+    # false: blank engines the students form into a cluster themselves (the `swarm init` lab).
+    formed: bool = True
+
+    @property
+    def per_student(self) -> bool:
+        return self.mode == "per-student"
 
     @model_validator(mode="after")
     def _managers_fit(self) -> SwarmConfig:

@@ -38,6 +38,14 @@ MANAGED = {"classroom.managed-by": "classroom"}
 HOST_IMAGE_REPO = "classroom-host"
 BASE_IMAGE = "debian:bookworm-slim"
 SWARM_PORT_OFFSET = 100  # swarm-1 -> ssh_port_base + 101: clear of up to 100 students
+# A student's own node K listens on their host's port + 1000 × (K - 1): with the base 2200,
+# student-07 is 2207, student-07-node-2 is 3207, student-07-node-3 is 4207.
+NODE_PORT_STEP = 1000
+# Past this many hosts, `up` says how many and what memory they need before creating them.
+MANY_HOSTS = 40
+# What one provisioned, idle host holds in memory (sshd, dockerd and containerd in Swarm mode, a
+# student account, the course's images loaded): measured with `docker stats` on this machine.
+HOST_MEMORY_MB = 60
 HOST_KEY_FILE = "ssh_host_ed25519_key"  # the only HostKey of the image's sshd_config
 
 # What a nested Docker engine needs, and nothing more: Docker's default set (its containers get
@@ -158,6 +166,8 @@ class LocalBackend(Backend):
 
     def port_of(self, spec: HostSpec) -> int:
         base = self.config.local.ssh_port_base
+        if spec.node:
+            return base + spec.index + NODE_PORT_STEP * (spec.node - 1)
         return base + spec.index + (SWARM_PORT_OFFSET if spec.is_swarm else 0)
 
     @property
@@ -212,6 +222,10 @@ class LocalBackend(Backend):
         except docker.errors.ImageNotFound:
             self._require_base_image()  # before `up` writes any state, not in the middle of `ensure`
         ours = {m.name for m in self.machines() if m.state != "missing"}
+        highest = max((self.port_of(spec) for spec in hosts), default=0)
+        if highest > 65535:
+            raise BadInput(f"local.ssh_port_base: {self.config.local.ssh_port_base} leaves no room for the students' "
+                           f"Swarm nodes (port {highest} would be needed): lower it")
         for spec in hosts:
             if spec.name in ours:
                 continue
@@ -221,6 +235,13 @@ class LocalBackend(Backend):
                     f"port {port} (for {spec.name}) is already in use on this machine: "
                     "set local.ssh_port_base to a free range (another classroom may use this one)"
                 )
+
+    def capacity_note(self, hosts: list[HostSpec], new_hosts: list[HostSpec]) -> str | None:
+        if len(new_hosts) <= MANY_HOSTS:
+            return None
+        gigabytes = len(hosts) * HOST_MEMORY_MB / 1024
+        return (f"creating {len(new_hosts)} host(s) on this machine's Docker engine ({len(hosts)} in all): expect "
+                f"about {gigabytes:.1f} GB of memory while they are idle, more while students work")
 
     def ensure(self, hosts: list[HostSpec], admin_public_key: str,
                progress: Progress = NULL_PROGRESS, found: object | None = None) -> EnsureResult:
