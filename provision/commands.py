@@ -140,6 +140,7 @@ class UpResult:
     renewed: list[str] = field(default_factory=list)  # secrets made anew (`up --new-secrets`)
     isolates_students: bool = True  # False: a student can reach the machine that runs the hosts
     swarm_mode: str | None = None  # per-student | shared; None: no Swarm
+    swarm_formed: bool = True  # false: blank nodes, the students form their clusters
     routing_mesh: bool | None = None  # False: the hosts' kernel lacks IPVS (publish in host mode); None: unknown
 
     @property
@@ -242,7 +243,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
                                                                 key=host_order),
                     sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
                     isolates_students=backend.isolates_students, swarm_mode=config.swarm.mode if layout.nodes else None,
-                    routing_mesh=state.meta().routing_mesh)
+                    routing_mesh=state.meta().routing_mesh, swarm_formed=layout.formed)
 
 
 def _host_numbers(machines: list[Machine], role: str) -> list[int]:
@@ -352,9 +353,11 @@ def render_sheets(room: Classroom, entries: list[RosterEntry] | None = None,
         classroom=room.name,
         images=[image.name for image in room.config.images],
         exercises="~/exercises" if room.config.exercises else None,
-        swarm=room.swarm_access(machines),
+        swarm=[node for node in room.swarm_access(machines) if node.student is None],  # shared: on every sheet
         expires_at=room.expires_at(),
         backend=room.backend_name,
+        swarm_formed=room.config.swarm.formed,
+        routing_mesh=room.state.meta().routing_mesh,
     )
     out = out_dir or default_sheets_dir(room)
     try:
