@@ -168,6 +168,21 @@ def test_up_with_more_students_adds_whole_clusters_and_touches_none(room):
     assert "unchanged" in table["student-01-node-2"] and "created" in table["student-03-node-2"]
 
 
+def test_reset_hard_replaces_the_host_and_the_nodes_with_the_same_names_ports_and_passwords(room):
+    room.up()
+    old = {h: room.container(h).id for h in ("student-01", "student-01-node-2")}
+    access = room.roster()["student-01"]
+    other = room.cluster_id("student-02")
+    run = room.cli("reset", "student-01", "--hard")
+    assert run.exit_code == 0, run
+    assert all(room.container(h).id != old[h] for h in old)  # new machines
+    assert room.roster()["student-01"] == access  # same names, ports, password, host key fingerprint
+    hosts = room.status()  # each session checks the host key the classroom keeps for that name
+    assert hosts["student-01"]["state"] == hosts["student-01-node-2"]["state"] == "ready", hosts
+    assert node_names(room, "student-01") == ["student-01 Ready", "student-01-node-2 Ready"]
+    assert room.cluster_id("student-02") == other
+
+
 # --- formed: false --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def blank(engine, tmp_path_factory, tiny_image):
