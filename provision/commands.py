@@ -181,6 +181,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         found = backend.preflight(hosts)
         check_course(room)
         existing = [m for m in backend.machines() if m.state not in NEVER_STARTED]
+        refuse_other_swarm_mode(room, existing)
         record_lost = bool(existing) and not state.exists
         if record_lost:  # classroom.json deleted while hosts run: the counts are read back from them
             students = max(students, *_host_numbers(existing, "student"))
@@ -255,6 +256,17 @@ def _host_numbers(machines: list[Machine], role: str) -> list[int]:
         return [0] + [host_numbers(m.name)[0] for m in machines if m.name.startswith("student-")]
     return [0] + [host_numbers(m.name)[0] for m in machines if m.name.startswith("swarm-")] \
         + [host_numbers(m.name)[1] for m in machines if m.name.startswith("student-")]
+
+
+def refuse_other_swarm_mode(room: Classroom, existing: list[Machine]) -> None:
+    """BadInput when the classroom's Swarm nodes are of the other `swarm.mode`: switching would
+    leave one kind of nodes behind, unconverged, with accounts of the other kind."""
+    per_student = room.config.swarm.per_student
+    other = [m.name for m in existing if m.role != Role.STUDENT and (m.student is None) == per_student]
+    if other:
+        made = "shared" if per_student else "per-student"
+        raise BadInput(f"swarm.mode: classroom {room.name!r} was made with {made} Swarm nodes ({other[0]}, …): "
+                       f"keep `mode: {made}`, or `classroom down` then `classroom up`")
 
 
 # A container made by an `up` that was interrupted before it started: it is made again.

@@ -168,6 +168,20 @@ def test_up_with_more_students_adds_whole_clusters_and_touches_none(room):
     assert "unchanged" in table["student-01-node-2"] and "created" in table["student-03-node-2"]
 
 
+def test_switching_the_swarm_mode_of_a_live_classroom_is_refused(room):
+    room.up()
+    before = room.roster()
+    shared = room.cli.cwd / "shared.yaml"
+    shared.write_text((room.cli.cwd / "classroom.yaml").read_text().replace("mode: per-student", "mode: shared"))
+    run = room.cli("-f", str(shared), "up")
+    assert run.exit_code == 2, run
+    assert run.error_lines == [
+        f"classroom: error: swarm.mode: classroom '{room.name}' was made with per-student Swarm nodes "
+        "(student-01-node-2, …): keep `mode: per-student`, or `classroom down` then `classroom up`"]
+    assert room.roster() == before
+    assert not any(name.startswith("swarm-") for name in room.status())
+
+
 def test_reset_hard_replaces_the_host_and_the_nodes_with_the_same_names_ports_and_passwords(room):
     room.up()
     old = {h: room.container(h).id for h in ("student-01", "student-01-node-2")}
