@@ -1,0 +1,118 @@
+"""The pure parts of `classroom web` and `classroom progress` (no engine): who may ask, how often,
+seats, the listen address, and the checks folder's place in the course."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import assert_one_line, unique_name, write_classroom_file
+
+pytest.importorskip("tornado")
+
+from provision.course_checks import course_checks  # noqa: E402
+from provision.errors import BadInput  # noqa: E402
+from provision.web.access import CODE_ALPHABET, LoginLimiter, Sessions, admin_token, class_code, same_secret  # noqa: E402
+from provision.web.errors import WebError  # noqa: E402
+from provision.web.seats import SeatBook  # noqa: E402
+from provision.web.server import parse_listen  # noqa: E402
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_sign_ins_are_limited_per_address_and_forgotten_after_the_window():
+    clock = Clock()
+    limiter = LoginLimiter(failures=3, window=60, clock=clock)
+    for _ in range(3):
+        assert limiter.wait_seconds("10.0.0.1") == 0
+        limiter.failed("10.0.0.1")
+    assert limiter.wait_seconds("10.0.0.1") == 60
+    assert limiter.wait_seconds("10.0.0.2") == 0  # another address is not held up
+    clock.now += 45
+    assert limiter.wait_seconds("10.0.0.1") == 15
+    clock.now += 15.5
+    assert limiter.wait_seconds("10.0.0.1") == 0
+
+
+def test_sessions_expire_and_tokens_compare_whole():
+    clock = Clock()
+    sessions = Sessions(clock)
+    session = sessions.new(student="student-01")
+    assert sessions.get(session.token) is session and session.csrf != session.token
+    assert sessions.get(session.token[:-1]) is None and sessions.get(None) is None
+    clock.now += 13 * 3600
+    assert sessions.get(session.token) is None
+    assert same_secret("abc", "abc") and not same_secret("abc", "abd") and not same_secret("ab", "abc")
+
+
+def test_admin_token_and_class_code_are_kept_private_and_stable(tmp_path):
+    token, code = admin_token(tmp_path), class_code(tmp_path)
+    assert admin_token(tmp_path) == token and class_code(tmp_path) == code
+    assert len(token) >= 40 and len(code) == 8 and set(code) <= set(CODE_ALPHABET)
+    for name in ("web_token", "web_class_code"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_seats_are_claimed_once_each_until_the_class_is_full(tmp_path):
+    seats = SeatBook(tmp_path)
+    students = ["student-01", "student-02"]
+    assert seats.claim("  Ada   Lovelace ", students) == "student-01"
+    with pytest.raises(WebError, match="student-01 is already taken"):
+        seats.claim("Bob", students, "student-01")
+    with pytest.raises(WebError, match="type your name"):
+        seats.claim("<script>", students)
+    assert seats.claim("Grace", students) == "student-02"
+    with pytest.raises(WebError, match="the class is full: all 2 seats are taken"):
+        seats.claim("Late", students)
+    assert json.loads((tmp_path / "seats.json").read_text()) == {"student-01": "Ada Lovelace", "student-02": "Grace"}
+
+
+@pytest.mark.parametrize("text, expected", [("127.0.0.1:8000", ("127.0.0.1", 8000)), ("[::1]:9", ("::1", 9)),
+                                            ("0.0.0.0:8443", ("0.0.0.0", 8443))])
+def test_listen_addresses(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["8000", "localhost:8000", "127.0.0.1:0", "127.0.0.1:http", ":8000"])
+def test_bad_listen_addresses_are_refused(text):
+    with pytest.raises(BadInput, match="--listen: .* is not ADDR:PORT"):
+        parse_listen(text)
+
+
+def test_course_checks_are_the_numbered_folders_with_a_check(tmp_path):
+    for name in ("02-b", "01-a", "notes", "03-empty"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "01-a" / "check.sh").write_text("true\n")
+    (tmp_path / "02-b" / "check.sh").write_text("false\n")
+    (tmp_path / "notes" / "check.sh").write_text("true\n")
+    assert [(c.name, c.script) for c in course_checks(tmp_path)] == [("01-a", "true\n"), ("02-b", "false\n")]
+
+
+def test_progress_without_a_checks_folder_is_bad_input(cli, tmp_path):
+    write_classroom_file(tmp_path, unique_name("t-prog"), students=1)
+    run = cli("progress")
+    assert_one_line(run, "the classroom file has no `checks:` folder: add `checks: ./checks`, holding "
+                         "NN-name/check.sh (exit 0 when the exercise is done)", regex=False)
+
+
+def test_checks_inside_the_exercises_are_refused_before_anything_is_made(cli, tmp_path):
+    (tmp_path / "exercises" / "checks" / "01-a").mkdir(parents=True)
+    write_classroom_file(tmp_path, unique_name("t-prog"), students=1,
+                         extra="exercises: ./exercises\nchecks: ./exercises/checks\n")
+    run = cli("up")
+    assert_one_line(run, r".*checks: .* and the exercises folder .* overlap: the exercises are copied to every "
+                         r"student, the checks must not be", regex=True)
+    assert not cli.home.exists() or not any(cli.home.iterdir())
+
+
+def test_web_tls_needs_both_files(cli, tmp_path):
+    write_classroom_file(tmp_path, unique_name("t-web"), students=1, extra="web:\n  tls_cert: cert.pem\n")
+    run = cli("web")
+    assert_one_line(run, r".*web: tls_cert and tls_key go together: give both, or neither", regex=True)
