@@ -285,10 +285,8 @@ def web(
         out.print("Ctrl-C stops the server; the classroom stays as it is.", markup=False)
         sys.stdout.flush()
 
-    try:
-        serve(room, listen, ready)
-    except (Interrupted, KeyboardInterrupt):
-        out.print(f"classroom web: stopped; classroom {room.name!r} is untouched.", markup=False)
+    serve(room, listen, ready)  # returns on Ctrl-C
+    out.print(f"classroom web: stopped; classroom {room.name!r} is untouched.", markup=False)
 
 
 # --- roster ----------------------------------------------------------------------------------------

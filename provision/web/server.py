@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import os
+import signal
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +29,9 @@ from .seats import SeatBook
 from .service import ClassroomService
 from .terminal import TerminalHandler, Terminals
 
-DEFAULT_LISTEN = "127.0.0.1:8000"
+CLOSE_SECONDS = 10.0
+# Tornado's access log would print every refused request, the trainer URL's token among them.
+logging.getLogger("tornado.access").setLevel(logging.ERROR)
 
 
 @dataclass
@@ -163,10 +167,19 @@ async def _serve(room, address: str, port: int, context: ssl.SSLContext | None,
     if context is None and not ipaddress.ip_address(address).is_loopback:
         warnings.append(f"no TLS (web.tls_cert, web.tls_key): students' passwords cross the network in clear "
                         f"to {address}:{port}")
+    # Ctrl-C (or SIGTERM) ends the wait below rather than raising inside the loop: open
+    # connections (keep-alive, terminals) are then closed in order, and nothing else is touched.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
         on_ready(WebInfo(f"{base}/", f"{base}/trainer?token={web.admin_token}",
                          web.class_code if web.self_service else None, context is not None, warnings))
-        await asyncio.Event().wait()  # until Ctrl-C
+        await stop.wait()
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         server.stop()
         web.close()
+        await asyncio.wait_for(server.close_all_connections(), CLOSE_SECONDS)
