@@ -116,3 +116,20 @@ def test_web_tls_needs_both_files(cli, tmp_path):
     write_classroom_file(tmp_path, unique_name("t-web"), students=1, extra="web:\n  tls_cert: cert.pem\n")
     run = cli("web")
     assert_one_line(run, r".*web: tls_cert and tls_key go together: give both, or neither", regex=True)
+
+
+def test_the_example_course_ships_a_check_per_chapter_and_they_are_valid_shell():
+    import shutil
+    import subprocess
+
+    from conftest import REPO
+
+    course = REPO / "examples" / "docker-intro"
+    chapters = sorted(p.name for p in (course / "exercises").iterdir() if p.is_dir())
+    checks = course_checks(course / "checks")
+    assert [c.name for c in checks] == chapters
+    for check in checks:
+        assert subprocess.run(["sh", "-n"], input=check.script, text=True).returncode == 0, check.name
+        if shutil.which("shellcheck"):
+            found = subprocess.run(["shellcheck", "-s", "sh", "-"], input=check.script, text=True, capture_output=True)
+            assert found.returncode == 0, f"{check.name}: {found.stdout}"
