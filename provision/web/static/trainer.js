@@ -28,7 +28,7 @@ async function act(what, path, body) {
 }
 
 function actions(student) {
-  const td = classroom.el("td");
+  const td = classroom.el("td", null, "actions");
   const soft = classroom.el("button", "Reset"); soft.type = "button"; soft.dataset.student = student; soft.className = "reset";
   soft.addEventListener("click", () => act(`Reset ${student} (soft: containers, volumes, exercises)`,
     `/api/reset/${encodeURIComponent(student)}`, { hard: false }));
