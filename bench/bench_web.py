@@ -118,7 +118,7 @@ async def load(base: str, token: str, cookies: list[str], pid: int) -> dict:
         found = []
         for letter in "abcdefghij":
             found.append(await terminal.echo(letter))
-        await terminal.echo("\x15")  # ^U: the line is empty again
+        terminal.socket.write_message(json.dumps({"data": "\x15"}))  # ^U: the line is empty again (no echo)
         return found
 
     echoes = [t for found in await asyncio.gather(*(keys(t) for t in terminals)) for t in found]

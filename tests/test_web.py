@@ -332,15 +332,28 @@ def test_terminal_opens_a_shell_on_the_students_own_host_and_closing_frees_it(we
     assert sshd_sessions(room, "student-01") == before
 
 
-def test_terminal_refuses_who_has_not_signed_in(web):
+def test_terminal_refuses_who_has_not_signed_in_and_other_sites(web, room):
+    from tornado.httpclient import HTTPClientError, HTTPRequest
     from tornado.websocket import websocket_connect
 
-    async def attempt():
-        socket_ = await websocket_connect(web.base.replace("http", "ws") + "/api/terminal")
+    url = web.base.replace("http", "ws") + "/api/terminal"
+
+    async def anonymous():
+        socket_ = await websocket_connect(url)
         message = await socket_.read_message()
         return message, socket_.close_code, socket_.close_reason
 
-    assert asyncio.run(attempt()) == (None, 4401, "sign in first")
+    assert asyncio.run(anonymous()) == (None, 4401, "sign in first")
+
+    client, _csrf = signed_in(web, room, "student-01")
+    cookie = client.cookies["classroom_session"]
+
+    async def from_another_site():  # a page elsewhere, in the student's browser, with their cookie
+        await websocket_connect(HTTPRequest(url, headers={"Cookie": f"classroom_session={cookie}",
+                                                          "Origin": "http://evil.example"}))
+
+    with pytest.raises(HTTPClientError, match="403"):
+        asyncio.run(from_another_site())
 
 
 # --- the server ------------------------------------------------------------------------------------
