@@ -102,15 +102,15 @@ class Handler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(value))
 
-    # --- errors ------------------------------------------------------------------------------------
-    def _handle_request_exception(self, exc: BaseException) -> None:
-        if isinstance(exc, WebError):
-            self.send({"error": exc.message}, exc.status)
-            return
-        super()._handle_request_exception(exc)
-
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.send({"error": self._reason}, status_code)
+        """A WebError's message, else the status's own words (never a traceback)."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        self.send({"error": error.message if isinstance(error, WebError) else self._reason}, status_code)
+
+
+class NotFound(Handler):
+    def prepare(self) -> None:
+        raise WebError(404, "no such page: students start at /, the trainer at the URL `classroom web` printed")
 
 
 # --- signing in ------------------------------------------------------------------------------------

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import tornado.web
 
-class WebError(Exception):
+
+class WebError(tornado.web.HTTPError):
+    """Raised anywhere in a request: the answer is `{"error": message}` with `status`
+    (api.Handler.write_error). No log line: these are answers, not faults."""
+
     def __init__(self, status: int, message: str):
-        super().__init__(message)
+        super().__init__(status)
         self.status, self.message = status, message
+
+    def __str__(self) -> str:
+        return self.message

@@ -113,7 +113,7 @@ class WebApp:
             (r"/api/terminal", TerminalHandler),
             (r"/static/app/(.*)", tornado.web.StaticFileHandler, {"path": static}),
             (r"/static/xterm/(.*)", tornado.web.StaticFileHandler, {"path": str(xterm_folder())}),
-        ], web=self, xheaders=False, websocket_ping_interval=30)
+        ], web=self, default_handler_class=api.NotFound, websocket_ping_interval=30)
 
     def close(self) -> None:
         self.terminals.close_all()

@@ -59,24 +59,29 @@ def entry_json(entry: RosterEntry) -> dict:
 
 
 class ClassroomService:
-    def __init__(self, room: commands.Classroom, workers: int = 8):
+    def __init__(self, room: commands.Classroom, workers: int = 8, shells: int = 16):
         self.room = room
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="web")
+        # Terminals open on their own threads: 30 students arriving at once must not queue the
+        # dashboard behind their SSH handshakes (mostly waiting on the hosts' sshd).
+        self._shells = ThreadPoolExecutor(shells, thread_name_prefix="web-shell")
         self.roster = Shared(self, ROSTER_SECONDS, lambda: {e.student: entry_json(e) for e in room.roster()})
         self.status = Shared(self, STATUS_SECONDS, lambda: commands.status(room).as_json())
         self.progress = Shared(self, PROGRESS_SECONDS, self._progress)
 
-    async def in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
-        """`work(*args)` in a worker thread; the core's errors become answers with their message."""
+    async def in_thread(self, work: Callable[..., Any], *args: Any, shell: bool = False) -> Any:
+        """`work(*args)` in a worker thread (`shell`: a terminal's); the core's errors become
+        answers with their message."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._shells if shell else self._pool, work, *args)
         except BadInput as exc:
             raise WebError(400, exc.message) from None
         except ClassroomError as exc:
             raise WebError(409 if "is busy" in exc.message else 500, exc.message) from None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._shells):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _progress(self) -> dict:
         from ..course_checks import progress

@@ -73,9 +73,10 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         cols = _size(self._int_argument("cols"), 80, 500)
         rows = _size(self._int_argument("rows"), 24, 200)
         try:
-            machine, password, host_key = await self.web.service.in_thread(self.web.service.shell_target, student)
+            service = self.web.service
+            machine, password, host_key = await service.in_thread(service.shell_target, student, shell=True)
             self.connection = student_connection(machine, student, password, host_key)
-            self.channel = await self.web.service.in_thread(open_shell, self.connection, cols, rows)
+            self.channel = await service.in_thread(open_shell, self.connection, cols, rows, shell=True)
         except WebError as exc:
             self._fail(exc.message)
             return
