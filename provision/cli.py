@@ -310,6 +310,9 @@ def roster(
     rows = [{"student": e.student, "host": e.host, "address": e.address, "port": e.port, "user": e.user,
              "password": e.password, "ssh": e.ssh_command, "host_key": e.host_key,
              "swarm_password": e.swarm_password} for e in entries]
+    names = seat_names(room)
+    for row in rows if names else []:
+        row["name"] = names.get(row["student"])
     if fmt is RosterFormat.json:
         print(json.dumps(rows, indent=2))
     elif fmt is RosterFormat.csv:
@@ -324,12 +327,19 @@ def roster(
         table = Table(title=f"classroom {room.name}", title_justify="left")
         # The Swarm password only for a classroom with Swarm nodes: it opens those nodes only.
         columns = ["student", "ssh", "password"] + (["swarm_password"] if any(e.swarm_password for e in entries)
-                                                    else [])
+                                                    else []) + (["name"] if names else [])
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(row[column] for column in columns))
+            table.add_row(*(shown(row[column] or "") for column in columns))  # a seat's name is what a student typed
         out.print(table)
+
+
+def seat_names(room) -> dict[str, str]:
+    """Who took which seat on `classroom web`'s self-service page (none: {})."""
+    from .web.seats import SeatBook
+
+    return SeatBook(room.state.path).names()
 
 
 # --- sheets ----------------------------------------------------------------------------------------

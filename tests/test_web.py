@@ -265,9 +265,10 @@ def test_self_service_seats_record_names_until_the_class_is_full(web, room):
     client = web.client()
     wrong = client.post("/api/claim", json={"code": "NOPE", "name": "Ada"})
     assert (wrong.status_code, wrong.json()["error"]) == (401, "wrong class code: type the one on the trainer's screen")
-    first = client.post("/api/claim", json={"code": web.class_code, "name": "Ada Lovelace", "seat": "student-02"})
+    first = client.post("/api/claim", json={"code": web.class_code, "name": "Ada [b]Lovelace[/b]",
+                                                           "seat": "student-02"})
     assert first.status_code == 200 and first.json()["student"] == "student-02", first.text
-    assert client.get("/api/me").json()["name"] == "Ada Lovelace"
+    assert client.get("/api/me").json()["name"] == "Ada [b]Lovelace[/b]"
     taken = web.client().post("/api/claim", json={"code": web.class_code, "name": "Bob", "seat": "student-02"})
     assert taken.status_code == 409 and taken.json()["error"].startswith("student-02 is already taken")
     second = web.client().post("/api/claim", json={"code": web.class_code.lower(), "name": "Grace <b>Hopper</b>"})
@@ -277,8 +278,12 @@ def test_self_service_seats_record_names_until_the_class_is_full(web, room):
     full = web.client().post("/api/claim", json={"code": web.class_code, "name": "Late"})
     assert full.status_code == 409 and full.json()["error"].startswith("the class is full: all 2 seats are taken")
     seats = room.cli.home / room.name / "seats.json"
-    assert json.loads(seats.read_text()) == {"student-01": "Grace Hopper", "student-02": "Ada Lovelace"}
+    assert json.loads(seats.read_text()) == {"student-01": "Grace Hopper", "student-02": "Ada [b]Lovelace[/b]"}
     assert seats.stat().st_mode & 0o777 == 0o600
+    assert {s: row["name"] for s, row in room.roster().items()} == {"student-01": "Grace Hopper",
+                                                                   "student-02": "Ada [b]Lovelace[/b]"}
+    table = room.cli("roster")  # the name as typed, never read as markup
+    assert "Ada [b]Lovelace[/b]" in next(line for line in table.stdout.splitlines() if "student-02" in line)
 
 
 # --- the terminal ----------------------------------------------------------------------------------

@@ -103,9 +103,16 @@ class Handler(tornado.web.RequestHandler):
         self.finish(json.dumps(value))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """A WebError's message, else the status's own words (never a traceback)."""
+        """A WebError's status and message, else the status's own words (never a traceback)."""
         error = kwargs.get("exc_info", (None, None, None))[1]
-        self.send({"error": error.message if isinstance(error, WebError) else self._reason}, status_code)
+        if isinstance(error, WebError):
+            self.send({"error": error.message}, error.status)
+        else:
+            self.send({"error": self._reason}, status_code)
+
+    def log_exception(self, typ, value, tb) -> None:
+        if not isinstance(value, WebError):  # an answer, not a fault
+            super().log_exception(typ, value, tb)
 
 
 class NotFound(Handler):
