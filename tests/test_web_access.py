@@ -133,3 +133,30 @@ def test_the_example_course_ships_a_check_per_chapter_and_they_are_valid_shell()
         if shutil.which("shellcheck"):
             found = subprocess.run(["shellcheck", "-s", "sh", "-"], input=check.script, text=True, capture_output=True)
             assert found.returncode == 0, f"{check.name}: {found.stdout}"
+
+
+def test_progress_of_a_host_that_does_not_run_is_unknown_and_says_why(tmp_path):
+    from pathlib import Path
+
+    from fakes import FakeBackend, FakeHostWork
+    from provision import commands
+    from provision.config import ClassroomConfig
+    from provision.course_checks import progress
+    from provision.state import ClassroomState
+
+    (tmp_path / "checks" / "01-a").mkdir(parents=True)
+    (tmp_path / "checks" / "01-a" / "check.sh").write_text("true\n")
+    name = unique_name("prog")
+    state = ClassroomState(name, tmp_path / "home")
+    backend = FakeBackend(state)
+    config = ClassroomConfig(name=name, students=2, swarm={"nodes": 0}, checks=Path("checks"), base_dir=tmp_path)
+    room = commands.Classroom.open(config, backend=backend, remote=FakeHostWork(), state=state)
+    commands.up(room)
+    backend.stop("student-02")
+    backend.remove("student-01")
+    result = progress(room)
+    why = "the host is not running: `classroom up` brings it back"
+    assert result.as_json() == {"classroom": name, "exercises": ["01-a"], "students": [
+        {"student": "student-01", "host": "student-01", "done": {"01-a": None}, "count": 0, "detail": why},
+        {"student": "student-02", "host": "student-02", "done": {"01-a": None}, "count": 0, "detail": why}]}
+    assert result.unknown == ["student-01", "student-02"]
