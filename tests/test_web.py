@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,9 +363,36 @@ def test_terminal_refuses_who_has_not_signed_in_and_other_sites(web, room):
 
 
 # --- the server ------------------------------------------------------------------------------------
-def test_logins_are_rate_limited_per_address_and_ctrl_c_leaves_the_classroom(room):
+def hold_terminal(web: Web, cookie: str) -> tuple[threading.Thread, threading.Event]:
+    """A terminal kept open in a thread of its own until the server closes it; the event is set
+    once its prompt showed."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    prompted = threading.Event()
+
+    async def hold():
+        socket_ = await websocket_connect(HTTPRequest(web.base.replace("http", "ws") + "/api/terminal",
+                                                      headers={"Cookie": f"classroom_session={cookie}"}))
+        screen = ""
+        while (message := await socket_.read_message()) is not None:
+            screen += message.decode(errors="replace") if isinstance(message, bytes) else message
+            if screen_lines(screen) and screen_lines(screen)[-1].endswith("$"):
+                prompted.set()
+
+    thread = threading.Thread(target=lambda: asyncio.run(hold()), daemon=True)
+    thread.start()
+    return thread, prompted
+
+
+def test_logins_are_rate_limited_per_address_and_ctrl_c_closes_terminals_and_leaves_the_classroom(room):
     server = start_web(room.cli, room.folder)  # its own server: the limit would hold up the others
+    before = sshd_sessions(room, "student-02")
     try:
+        client, _csrf = signed_in(server, room, "student-02")
+        terminal, prompted = hold_terminal(server, client.cookies["classroom_session"])
+        assert prompted.wait(120), "the terminal never showed a prompt"
+        assert sshd_sessions(room, "student-02") > before
         client = server.client()
         codes = [client.post("/api/login", json={"student": "student-02", "password": f"guess-{i}"}).status_code
                  for i in range(6)]
@@ -375,6 +403,13 @@ def test_logins_are_rate_limited_per_address_and_ctrl_c_leaves_the_classroom(roo
     finally:
         code = server.stop()
     assert code == 0 and any("untouched" in line for line in server.output), server.output
+    terminal.join(30)
+    assert not terminal.is_alive(), "the server stopped but left the terminal open"
+    for _ in range(100):  # sshd ends the session once the connection is closed (not a timing claim)
+        if sshd_sessions(room, "student-02") == before:
+            break
+        time.sleep(0.2)
+    assert sshd_sessions(room, "student-02") == before
     status = room.cli("status")
     assert status.exit_code == 0, status
 
