@@ -160,3 +160,12 @@ def test_progress_of_a_host_that_does_not_run_is_unknown_and_says_why(tmp_path):
         {"student": "student-01", "host": "student-01", "done": {"01-a": None}, "count": 0, "detail": why},
         {"student": "student-02", "host": "student-02", "done": {"01-a": None}, "count": 0, "detail": why}]}
     assert result.unknown == ["student-01", "student-02"]
+
+
+def test_web_refuses_a_bad_listen_address_and_a_classroom_that_does_not_exist(cli, tmp_path):
+    name = unique_name("t-web")
+    write_classroom_file(tmp_path, name, students=1)
+    assert_one_line(cli("web", "--listen", "everywhere"),
+                    "--listen: 'everywhere' is not ADDR:PORT, like 127.0.0.1:8000 or 0.0.0.0:8443", regex=False)
+    assert_one_line(cli("web"), f"no classroom named {name!r} here: create it with `classroom up`", regex=False)
+    assert not cli.home.exists() or not any(cli.home.iterdir())
