@@ -487,9 +487,20 @@ def browser(tmp_path):
 
 
 def wait_for(driver, condition, timeout: float = 90):
+    """`condition(driver)` once it holds; the dashboard redraws its tables, so an element found a
+    moment ago may be gone (stale): asked again then."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.3).until(condition)
+    return WebDriverWait(driver, timeout, poll_frequency=0.3,
+                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(condition)
+
+
+def on_screen(driver, element) -> dict:
+    """The element scrolled into view, and where it is in the window (what a screenshot shows)."""
+    return driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'nearest'}); const r = arguments[0].getBoundingClientRect();"
+        "return {x: r.x, y: r.y, width: r.width, height: r.height};", element)
 
 
 def terminal_lines(driver) -> list[str]:
@@ -517,8 +528,9 @@ def test_a_student_signs_in_sees_their_sheet_and_uses_the_terminal(web, room, br
     wait_for(browser, lambda d: "student-01" in [line.strip() for line in terminal_lines(d)]
              and any(line.startswith("CONTAINER ID") for line in terminal_lines(d)))
     shot = tmp_path / "student.png"
+    where = on_screen(browser, browser.find_element(By.ID, "terminal"))
     browser.save_screenshot(str(shot))
-    assert_terminal_seen(shot, browser.find_element(By.ID, "terminal").rect)
+    assert_terminal_seen(shot, where)
 
 
 def test_the_dashboard_follows_progress_and_its_reset_button_cleans_a_host(web, room, browser, tmp_path, tiny_image):
@@ -533,18 +545,19 @@ def test_the_dashboard_follows_progress_and_its_reset_button_cleans_a_host(web, 
         return browser.find_element(By.CSS_SELECTOR, f'#progress tr[data-student="{student}"] '
                                                      f"td:nth-child({exercise + 2})")
 
-    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#progress tr[data-student="student-02"]'))
-    assert cell("student-01", 1).text == "✓" and cell("student-02", 1).text == "–"
-    assert browser.find_elements(By.CSS_SELECTOR, "#status tbody tr")  # the hosts' table too
+    wait_for(browser, lambda d: cell("student-01", 1).text == "✓" and cell("student-02", 1).text == "–")
+    assert wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#status tbody tr"))  # the hosts' table too
     shot = tmp_path / "dashboard.png"
+    done, todo = wait_for(browser, lambda d: (on_screen(d, cell("student-01", 1)), on_screen(d, cell("student-02", 1))))
     browser.save_screenshot(str(shot))
-    assert_cell_colour(shot, cell("student-01", 1).rect, DONE_GREEN)  # app.css: td.done
-    assert_cell_colour(shot, cell("student-02", 1).rect, WHITE)
+    assert_cell_colour(shot, done, DONE_GREEN)  # app.css: td.done
+    assert_cell_colour(shot, todo, WHITE)
 
     room.as_student("student-02", "touch done.txt")  # student-02 finishes the first exercise
     wait_for(browser, lambda d: cell("student-02", 1).text == "✓", timeout=120)
 
-    browser.find_element(By.CSS_SELECTOR, 'button.reset[data-student="student-02"]').click()
+    wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'button.reset[data-student="student-02"]').click()
+             or True)
     wait_for(browser, lambda d: d.switch_to.alert).accept()
     wait_for(browser, lambda d: "student-02: clean (reset in" in d.find_element(By.ID, "results").text, timeout=240)
     assert "leftover" not in room.as_student("student-02", "docker ps -a --format '{{.Names}}'")
@@ -595,9 +608,9 @@ def colours_in(path: Path, rect: dict) -> dict[tuple[int, int, int], int]:
     """How many pixels of each colour the screenshot has inside an element's rectangle."""
     _width, _height, rows = png_pixels(path)
     counts: dict[tuple[int, int, int], int] = {}
-    for y in range(int(rect["y"]) + 2, int(rect["y"] + rect["height"]) - 2):
+    for y in range(max(0, int(rect["y"]) + 2), min(len(rows), int(rect["y"] + rect["height"]) - 2)):
         row = rows[y]
-        for x in range(int(rect["x"]) + 2, int(rect["x"] + rect["width"]) - 2):
+        for x in range(max(0, int(rect["x"]) + 2), min(len(row) // 3, int(rect["x"] + rect["width"]) - 2)):
             pixel = tuple(row[x * 3:x * 3 + 3])
             counts[pixel] = counts.get(pixel, 0) + 1
     return counts
