@@ -522,6 +522,8 @@ def test_a_student_signs_in_sees_their_sheet_and_uses_the_terminal(web, room, br
     wait_for(browser, lambda d: d.find_element(By.ID, "host").text == "student-01")
     assert browser.find_element(By.ID, "ssh").text == row["ssh"]
     assert browser.find_element(By.ID, "password").text == row["password"]
+    links = [a.get_attribute("href").rstrip("/") for a in browser.find_elements(By.CSS_SELECTOR, "#ports a")]
+    assert links == [port["url"] for port in row.get("ports", [])]  # where they open what they publish
     wait_for(browser, lambda d: d.find_element(By.ID, "terminal-state").text == "connected")
     keys = browser.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
     keys.send_keys("hostname; docker ps", Keys.ENTER)

@@ -11,9 +11,10 @@ function showSheet(me) {
   for (const item of me.ports || []) {
     const li = classroom.el("li");
     const url = typeof item === "object" ? (item.url || "") : String(item);
+    if (typeof item === "object" && item.port) li.append(`${item.port} → `);
     if (/^https?:\/\//.test(url)) {
       const a = classroom.el("a", url); a.href = url; a.target = "_blank"; a.rel = "noopener noreferrer"; li.append(a);
-    } else { li.textContent = typeof item === "object" ? `${item.port} ${url}` : url; }
+    } else { li.append(url); }
     ports.append(li);
   }
   document.getElementById("ports-block").hidden = !(me.ports || []).length;
