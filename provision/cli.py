@@ -236,6 +236,69 @@ def status(
         raise typer.Exit(ExitCode.PARTIAL)
 
 
+# --- progress --------------------------------------------------------------------------------------
+@app.command()
+def progress(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Students x exercises: which exercise each student finished, from the course's checks.
+
+    Each `checks/NN-name/check.sh` runs as the student on their own host (never copied there);
+    exit 0 marks the exercise done. Exits 3 when some host could not be asked.
+    """
+    from .course_checks import progress as course_progress
+    from .ui import out
+
+    result = course_progress(_room(ctx))
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        from rich.table import Table
+
+        marks = {True: "[green]done[/]", False: "[dim]-[/]", None: "[yellow]?[/]"}
+        table = Table(title=f"classroom {result.classroom}: progress", title_justify="left")
+        for column in ["student", *result.exercises, "done", "detail"]:
+            table.add_column(column)
+        for row in result.students:
+            table.add_row(row.student, *(marks[row.done[name]] for name in result.exercises),
+                          f"{sum(1 for v in row.done.values() if v)}/{len(result.exercises)}", shown(row.detail or ""))
+        out.print(table)
+    if result.unknown:
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+# --- web -------------------------------------------------------------------------------------------
+@app.command()
+def web(
+    ctx: typer.Context,
+    listen: str = typer.Option("127.0.0.1:8000", "--listen", metavar="ADDR:PORT",
+                               help="Where to serve; 0.0.0.0:8000 for every interface."),
+) -> None:
+    """Serve the seat page, each student's sheet with a terminal in the browser, and the trainer's dashboard.
+
+    Prints the student URL, and the trainer URL that carries the admin token (keep it to
+    yourself). Ctrl-C stops it and leaves the classroom untouched.
+    """
+    from .ui import console, out
+    from .web.server import serve
+
+    room = _room(ctx)
+
+    def ready(info) -> None:
+        out.print(f"Students: {info.student_url}", markup=False)
+        out.print(f"Trainer:  {info.trainer_url}", markup=False)
+        if info.class_code:
+            out.print(f"Class code (self-service seats): {info.class_code}", markup=False)
+        for warning in info.warnings:
+            console.print(f"[yellow]warning:[/] {shown(warning)}")
+        out.print("Ctrl-C stops the server; the classroom stays as it is.", markup=False)
+        sys.stdout.flush()
+
+    serve(room, listen, ready)  # returns on Ctrl-C
+    out.print(f"classroom web: stopped; classroom {room.name!r} is untouched.", markup=False)
+
+
 # --- roster ----------------------------------------------------------------------------------------
 class RosterFormat(str, Enum):
     table = "table"
@@ -254,10 +317,10 @@ def roster(
     room = _room(ctx)
     _require_existing(room)
     entries = room.roster()
-    rows = [{"student": e.student, "host": e.host, "address": e.address, "port": e.port, "user": e.user,
-             "password": e.password, "ssh": e.ssh_command, "host_key": e.host_key,
-             "swarm_password": e.swarm_password, "ports": [p.as_json() for p in e.ports],
-             "swarm": [n.as_json() for n in e.swarm]} for e in entries]
+    rows = [entry.as_json() for entry in entries]
+    names = seat_names(room)
+    for row in rows if names else []:
+        row["name"] = names.get(row["student"])
     if fmt is RosterFormat.json:
         print(json.dumps(rows, indent=2))
     elif fmt is RosterFormat.csv:
@@ -276,12 +339,19 @@ def roster(
         table = Table(title=f"classroom {room.name}", title_justify="left")
         # The Swarm password only for a classroom with Swarm nodes: it opens those nodes only.
         columns = ["student", "ssh", "password"] + (["swarm_password"] if any(e.swarm_password for e in entries)
-                                                    else [])
+                                                    else []) + (["name"] if names else [])
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(row[column] for column in columns))
+            table.add_row(*(shown(row[column] or "") for column in columns))  # a seat's name is what a student typed
         out.print(table)
+
+
+def seat_names(room) -> dict[str, str]:
+    """Who took which seat on `classroom web`'s self-service page (none: {})."""
+    from .web.seats import SeatBook
+
+    return SeatBook(room.state.path).names()
 
 
 # --- sheets ----------------------------------------------------------------------------------------
@@ -347,10 +417,9 @@ def reset(
         reports = commands.reset(room, students, hard=hard, keep_home=keep_home)
     for report in reports:
         if report.ok:
-            out.print(f"[green]{report.name}[/]: clean ({'replaced' if report.hard else 'reset'} "
-                      f"in {report.seconds:.1f} s)")
+            out.print(shown(report.summary), style="green")
         else:
-            console.print(f"[red]{report.name}[/]: {shown(report.error)}")
+            console.print(shown(report.summary), style="red")
     if any(not r.ok for r in reports):
         raise typer.Exit(ExitCode.PARTIAL)
 
@@ -487,9 +556,7 @@ def extend(
         raise BadInput(f"DURATION: {exc}") from None
     room = _room(ctx)
     result = commands.extend(room, delta)
-    told = (f"{len(result.hosts)} host(s) told" if result.backend != "local"
-            else "local hosts enforce no expiry: remove them with `classroom down`")
-    out.print(f"classroom {result.classroom}: expires {result.expires_at:%Y-%m-%d %H:%M} UTC ({told}).")
+    out.print(result.summary, markup=False)
     if result.sheets_dir:
         out.print(f"Access sheets updated: {result.sheets_dir / 'index.html'}")
 

@@ -523,6 +523,13 @@ class ExtendResult:
     hosts: list[str]  # the hosts told (none where the backend enforces no expiry)
     sheets_dir: Path | None
 
+    @property
+    def summary(self) -> str:
+        """The line `extend` shows (the CLI and the web dashboard)."""
+        told = (f"{len(self.hosts)} host(s) told" if self.backend != "local"
+                else "local hosts enforce no expiry: remove them with `classroom down`")
+        return f"classroom {self.classroom}: expires {self.expires_at:%Y-%m-%d %H:%M} UTC ({told})."
+
 
 def extend(room: Classroom, duration: timedelta) -> ExtendResult:
     """Move the classroom's expiry to max(now, current expiry) + duration: on every host that
@@ -549,6 +556,13 @@ class ResetReport:
     seconds: float
     error: str | None = None
     changes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        """The line `reset` shows (the CLI and the web dashboard)."""
+        if self.ok:
+            return f"{self.name}: clean ({'replaced' if self.hard else 'reset'} in {self.seconds:.1f} s)"
+        return f"{self.name}: {self.error}"
 
 
 def require_record(room: Classroom) -> None:

@@ -125,6 +125,21 @@ class SheetsConfig(_Strict):
     lang: Literal["en", "fr"] = "en"
 
 
+class WebConfig(_Strict):
+    """`classroom web`: students may claim a free seat with the class code (`self_service`);
+    with a certificate and its key, it serves HTTPS."""
+
+    self_service: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> WebConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both, or neither")
+        return self
+
+
 SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -292,6 +307,9 @@ class ClassroomConfig(_Strict):
     students: Annotated[Count, Field(ge=1, le=MAX_STUDENTS)] = 3
     images: list[ImageSpec] = []
     exercises: Path | None = None
+    # NN-name/check.sh, run as each student for `progress`: never copied to students.
+    checks: Path | None = None
+    web: WebConfig = WebConfig()
     swarm: SwarmConfig = SwarmConfig()
     sheets: SheetsConfig = SheetsConfig()
     preload: PreloadConfig = PreloadConfig()
@@ -389,6 +407,14 @@ class ClassroomConfig(_Strict):
     @property
     def exercises_dir(self) -> Path | None:
         return None if self.exercises is None else (self.base_dir / self.exercises).resolve()
+
+    @property
+    def checks_dir(self) -> Path | None:
+        return None if self.checks is None else (self.base_dir / self.checks).resolve()
+
+    def web_path(self, path: Path | None) -> Path | None:
+        """A `web.tls_*` file, relative to the classroom file."""
+        return None if path is None else (self.base_dir / path).resolve()
 
     def image_build_dir(self, image: ImageSpec) -> Path | None:
         return None if image.build is None else (self.base_dir / image.build).resolve()
@@ -488,12 +514,27 @@ def check_course_paths(config: ClassroomConfig, label: str = "classroom file") -
         check_course_folder(config, folder, f"{label}: exercises")
         if not folder.is_dir():
             raise BadInput(f"{label}: exercises: no such folder: {folder}")
+    check_checks_folder(config, label)
     for index, image in enumerate(config.images):
         build = config.image_build_dir(image)
         if build is not None:
             check_course_folder(config, build, f"{label}: images.{index}.build")
             if not (build / "Dockerfile").is_file():
                 raise BadInput(f"{label}: images.{index}.build: no Dockerfile in {build}")
+
+
+def check_checks_folder(config: ClassroomConfig, label: str) -> None:
+    """The checks folder exists, stays in the course, and is apart from the exercises: what is
+    inside the exercises folder reaches every student, and a check often gives the answer away."""
+    checks, exercises = config.checks_dir, config.exercises_dir
+    if checks is None:
+        return
+    check_course_folder(config, checks, f"{label}: checks")
+    if not checks.is_dir():
+        raise BadInput(f"{label}: checks: no such folder: {checks}")
+    if exercises is not None and (checks.is_relative_to(exercises) or exercises.is_relative_to(checks)):
+        raise BadInput(f"{label}: checks: {checks} and the exercises folder {exercises} overlap: the exercises "
+                       "are copied to every student, the checks must not be")
 
 
 def check_course_folder(config: ClassroomConfig, folder: Path, field: str) -> None:

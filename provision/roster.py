@@ -82,6 +82,13 @@ class RosterEntry:
     # The Swarm nodes this student logs into: their own cluster (their host first), or the shared nodes.
     swarm: tuple[SwarmAccess, ...] = ()
 
+    def as_json(self) -> dict:
+        """The entry as `roster --format json` (and the web's `/api/me`) give it."""
+        return {"student": self.student, "host": self.host, "address": self.address, "port": self.port,
+                "user": self.user, "password": self.password, "ssh": self.ssh_command, "host_key": self.host_key,
+                "swarm_password": self.swarm_password, "ports": [p.as_json() for p in self.ports],
+                "swarm": [n.as_json() for n in self.swarm]}
+
     @property
     def ssh_command(self) -> str:
         return ssh_command(self.user, self.address, self.port)
