@@ -267,6 +267,8 @@ class ClassroomConfig(_Strict):
     students: Annotated[Count, Field(ge=1, le=MAX_STUDENTS)] = 3
     images: list[ImageSpec] = []
     exercises: Path | None = None
+    # `NN-name/solution.sh` per exercise, run by `classroom rehearse`; never copied to students.
+    solutions: Path | None = None
     swarm: SwarmConfig = SwarmConfig()
     sheets: SheetsConfig = SheetsConfig()
     preload: PreloadConfig = PreloadConfig()
@@ -342,6 +344,10 @@ class ClassroomConfig(_Strict):
     @property
     def exercises_dir(self) -> Path | None:
         return None if self.exercises is None else (self.base_dir / self.exercises).resolve()
+
+    @property
+    def solutions_dir(self) -> Path | None:
+        return None if self.solutions is None else (self.base_dir / self.solutions).resolve()
 
     def image_build_dir(self, image: ImageSpec) -> Path | None:
         return None if image.build is None else (self.base_dir / image.build).resolve()
