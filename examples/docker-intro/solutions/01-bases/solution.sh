@@ -1,6 +1,7 @@
 #!/bin/bash
 # 01-bases: images, containers, published ports, volumes, cleaning up.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "FAILED (line $LINENO): $BASH_COMMAND" >&2' ERR
 # grep reading all its input: `grep -q` may exit first, and pipefail would take the writer's SIGPIPE for a failure.
 seen() { grep "$@" >/dev/null; }
 trap 'docker rm -f webserver-1 webserver-2 webserver-3 webserver-4 webserver-5 db-server ws-vol ws-trash ws-trash-2 >/dev/null 2>&1 || true

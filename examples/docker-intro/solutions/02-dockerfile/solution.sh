@@ -1,6 +1,7 @@
 #!/bin/bash
 # 02-dockerfile: build the slide's image, run it, change it, build again.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "FAILED (line $LINENO): $BASH_COMMAND" >&2' ERR
 # grep reading all its input: `grep -q` may exit first, and pipefail would take the writer's SIGPIPE for a failure.
 seen() { grep "$@" >/dev/null; }
 work=$(mktemp -d)

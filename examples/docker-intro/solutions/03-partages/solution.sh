@@ -1,6 +1,7 @@
 #!/bin/bash
 # 03-partages: --link, docker network, --volumes-from, docker volume, a database.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "FAILED (line $LINENO): $BASH_COMMAND" >&2' ERR
 # grep reading all its input: `grep -q` may exit first, and pipefail would take the writer's SIGPIPE for a failure.
 seen() { grep "$@" >/dev/null; }
 trap 'docker rm -f redissrv redissrv-2 pere db >/dev/null 2>&1 || true

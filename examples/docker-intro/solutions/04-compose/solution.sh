@@ -1,6 +1,7 @@
 #!/bin/bash
 # 04-compose: the vote app and its redis, with the preloaded images; votes survive `down`.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "FAILED (line $LINENO): $BASH_COMMAND" >&2' ERR
 # grep reading all its input: `grep -q` may exit first, and pipefail would take the writer's SIGPIPE for a failure.
 seen() { grep "$@" >/dev/null; }
 cd ~/exercises/04-compose

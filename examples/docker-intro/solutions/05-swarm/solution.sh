@@ -1,7 +1,8 @@
 #!/bin/bash
 # 05-swarm: a service on the student's own cluster (a one-node cluster made here if there is
 # none, and left afterwards: the node is left as it was found).
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "FAILED (line $LINENO): $BASH_COMMAND" >&2' ERR
 # grep reading all its input: `grep -q` may exit first, and pipefail would take the writer's SIGPIPE for a failure.
 seen() { grep "$@" >/dev/null; }
 service="$USER-web"
