@@ -533,7 +533,7 @@ def _render_rehearsal(result, out, console) -> None:
             code = "no exit code" if run.exit_code is None else f"exit {run.exit_code}"
             console.print(f"[red]{shown(run.name)}[/] failed ({code}); its last lines:")
             for line in run.tail:  # the scratch host's words: cleaned by the core, shown as plain text
-                console.print(f"  {clean(line)}", markup=False, highlight=False)
+                console.print(f"  {clean(line)}", markup=False, highlight=False, soft_wrap=True)
     passed = sum(1 for run in result.exercises if run.ok)
     style = "green" if result.ok else "red"
     out.print(f"[{style}]{passed}/{len(result.exercises)} exercise(s) pass.[/]")

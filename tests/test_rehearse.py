@@ -64,7 +64,7 @@ def test_solutions_outside_the_course_folder_are_refused(cli, tmp_path):
     (tmp_path / "elsewhere" / "01-x" / "solution.sh").write_text("true\n")
     path = course_file(tmp_path / "course", extra="solutions: ../elsewhere\n")
     run = cli("-f", path, "rehearse")
-    assert_one_line(run, rf".*: solutions: .*elsewhere is outside the course folder .*", regex=True)
+    assert_one_line(run, r".*: solutions: .*elsewhere is outside the course folder .*", regex=True)
 
 
 def test_solutions_and_checks_in_the_exercises_folder_never_reach_students(tmp_path):
