@@ -222,3 +222,25 @@ def test_ctrl_c_removes_the_scratch_host(engine, tiny_image, tmp_path):
         if process.poll() is None:
             process.kill()
         remove_classroom_resources(engine, scratch)
+
+
+EXAMPLE_SCRIPTS = sorted([*EXAMPLE.glob("solutions/*/solution.sh"), *EXAMPLE.glob("images/*/docker-entrypoint.sh")])
+
+
+@pytest.mark.parametrize("path", EXAMPLE_SCRIPTS, ids=lambda p: str(p.relative_to(EXAMPLE)))
+def test_the_example_courses_scripts_pass_shellcheck(path):
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck; scripts/test.sh does it)")
+    done = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_the_example_courses_images_stay_small():
+    """Every apt-get install of the course's images leaves recommends and the package cache out."""
+    dockerfiles = [*EXAMPLE.glob("images/*/Dockerfile"), EXAMPLE / "exercises" / "04-compose" / "vote" / "Dockerfile"]
+    assert len(dockerfiles) == 4
+    for path in dockerfiles:
+        text = path.read_text()
+        installs = text.count("apt-get install")
+        assert installs and text.count("--no-install-recommends") == installs, path
+        assert "apt-get clean" in text and "rm -rf /var/lib/apt/lists/*" in text, path
