@@ -192,7 +192,7 @@ def test_a_broken_solution_fails_with_its_last_lines_and_the_classroom_is_untouc
         remove_classroom_resources(engine, scratch_name(name))
 
 
-def test_ctrl_c_removes_the_scratch_host(engine, tiny_image, tmp_path):
+def test_ctrl_c_removes_the_scratch_host_and_a_killed_rehearsals_is_removed_next_time(engine, tiny_image, tmp_path):
     name = unique_name("t-rh-int")
     folder = tmp_path / "course"
     path = broken_course(folder, name, tiny_image, free_port_base(3, low=30000, high=39000))
@@ -201,26 +201,43 @@ def test_ctrl_c_removes_the_scratch_host(engine, tiny_image, tmp_path):
     scratch = scratch_name(name)
     env = {**os.environ, "CLASSROOM_HOME": str(tmp_path / "home"), "NO_COLOR": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "provision.cli", "-f", str(path), "rehearse"], env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def start_and_wait_for_the_slow_solution(not_on: str = "") -> tuple[subprocess.Popen, str]:
+        process = subprocess.Popen([sys.executable, "-m", "provision.cli", "-f", str(path), "rehearse"], env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
             hosts = engine.containers.list(filters={"label": f"classroom.name={scratch}"})
-            if hosts and hosts[0].exec_run(["test", "-f", "/home/student-01/started"]).exit_code == 0:
-                break
+            if hosts and hosts[0].id != not_on and \
+                    hosts[0].exec_run(["test", "-f", "/home/student-01/started"]).exit_code == 0:
+                return process, hosts[0].id
             time.sleep(1)
-        else:
-            pytest.fail(f"the slow solution never started: {process.communicate(timeout=30)}")
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-        assert process.returncode == 130, (out, err)
+        process.kill()
+        pytest.fail(f"the slow solution never started: {process.communicate(timeout=30)}")
+
+    processes = []
+    try:
+        # Killed outright: nothing can clean up, the scratch host stays...
+        killed, first_host = start_and_wait_for_the_slow_solution()
+        processes.append(killed)
+        killed.kill()
+        killed.wait(timeout=30)
+        assert classroom_resources(engine, scratch)["containers"], "the killed rehearsal's host should be left"
+
+        # ...and the next rehearsal removes it first, then makes its own; Ctrl-C removes that one.
+        interrupted, _second_host = start_and_wait_for_the_slow_solution(not_on=first_host)
+        processes.append(interrupted)
+        interrupted.send_signal(signal.SIGINT)
+        out, err = interrupted.communicate(timeout=120)
+        assert interrupted.returncode == 130, (out, err)
         assert "classroom: interrupted" in err
         assert classroom_resources(engine, scratch) == {"containers": [], "volumes": [], "networks": []}
         assert not (tmp_path / "home" / scratch).exists()
     finally:
-        if process.poll() is None:
-            process.kill()
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
         remove_classroom_resources(engine, scratch)
 
 
