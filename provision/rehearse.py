@@ -120,18 +120,15 @@ def scratch_port_base(config: ClassroomConfig) -> int:
 
 @contextmanager
 def rehearsal_lock(state_root: Path, name: str) -> Iterator[None]:
-    """One rehearsal of a course at a time: a second one would remove the first one's host."""
+    """One rehearsal of a course at a time: a second one would remove the first one's host. The
+    empty lock file stays: removing it would let two processes hold locks on two files at once."""
     state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_root / f".{name}.lock"
-    with open(path, "a+") as handle:
+    with open(state_root / f".{name}.lock", "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ClassroomError(f"a rehearsal of {name!r} is already running; try again when it ends") from None
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
+        yield
 
 
 def rehearse(config: ClassroomConfig, progress: Progress = NULL_PROGRESS,
