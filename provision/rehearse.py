@@ -127,7 +127,7 @@ def rehearsal_lock(state_root: Path, name: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ClassroomError(f"a rehearsal of {name!r} is already running; try again when it ends") from None
+            raise ClassroomError(f"another `classroom rehearse` is using {name!r}; try again when it ends") from None
         yield
 
 
