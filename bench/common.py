@@ -37,7 +37,8 @@ def floor_seconds(count: int, port_base: int, home: Path) -> float:
     from provision.state import ClassroomState
 
     config = ClassroomConfig.model_validate({"name": f"bench-floor-{os.getpid()}", "students": count,
-                                             "swarm": {"nodes": 0}, "local": {"ssh_port_base": port_base}})
+                                             "swarm": {"nodes": 0},
+                                             "local": {"ssh_port_base": port_base, "public_host": "127.0.0.1"}})
     backend = LocalBackend(config, ClassroomState(config.name, home))
     backend.ensure_host_image()
     try:

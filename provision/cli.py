@@ -246,10 +246,12 @@ def roster(
     entries = room.roster()
     rows = [{"student": e.student, "host": e.host, "address": e.address, "port": e.port, "user": e.user,
              "password": e.password, "ssh": e.ssh_command, "host_key": e.host_key,
-             "swarm_password": e.swarm_password} for e in entries]
+             "swarm_password": e.swarm_password, "ports": [p.as_json() for p in e.ports]} for e in entries]
     if fmt is RosterFormat.json:
         print(json.dumps(rows, indent=2))
     elif fmt is RosterFormat.csv:
+        for row in rows:  # one cell: `8080=http://host:31001 8081=...`
+            row["ports"] = " ".join(f"{p['port']}={p['url']}" for p in row["ports"])
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["student"])
         writer.writeheader()
@@ -312,21 +314,24 @@ def reset(
     ctx: typer.Context,
     students: list[str] = typer.Argument(..., metavar="STUDENT...", help="student-12, or just 12; several at once."),
     hard: bool = typer.Option(False, "--hard", help="Replace the machine itself (same name, port and password)."),
+    keep_home: bool = typer.Option(False, "--keep-home", help="Soft reset only: keep the student's home folder."),
 ) -> None:
     """Give a student a clean machine in seconds, touching nobody else.
 
     Soft (default): remove their containers, volumes, networks, extra images and Swarm
-    membership, end their processes, restore ~/exercises as the course has it; same password.
-    --hard: a brand-new machine, then accounts, images and exercises again.
+    membership, end their processes, empty their home folder and restore ~/exercises as the
+    course has it, bring back every course image; same password. --keep-home: the home folder
+    (~/exercises included) stays. --hard: a brand-new machine, then accounts, images and exercises again.
     """
     from . import commands
     from .ui import RichProgress, console, out
 
     progress = RichProgress()
+    commands.check_reset_options(hard=hard, keep_home=keep_home)  # before the classroom is even looked up
     room = _room(ctx, check_paths=True, progress=progress)  # reset copies the exercises again: as `up`
     commands.resolve_targets(room, students)  # an unknown student fails before anything shows
     with progress:
-        reports = commands.reset(room, students, hard=hard)
+        reports = commands.reset(room, students, hard=hard, keep_home=keep_home)
     for report in reports:
         if report.ok:
             out.print(f"[green]{report.name}[/]: clean ({'replaced' if report.hard else 'reset'} "

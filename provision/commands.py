@@ -18,7 +18,7 @@ from .errors import BadInput, last_line
 from .hostwork import HostWork, SshHostWork
 from .progress import NULL_PROGRESS, Progress
 from .model import HostReport, HostSpec, Leftover, Machine, MachineState, Role, Strategy
-from .roster import RosterEntry, SwarmAccess, host_order, plan_hosts, student_names
+from .roster import RosterEntry, SwarmAccess, host_order, plan_hosts, published_ports, student_names
 from .state import META_FILE, ClassroomState, CourseRecord, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ class Classroom:
             key = host_keys.get(machine.name)
             entries.append(RosterEntry(spec.student, machine.name, machine.public_host,
                                        machine.public_port, spec.student, passwords[spec.student],
-                                       fingerprint(key) if key else None, swarm_passwords.get(spec.student)))
+                                       fingerprint(key) if key else None, swarm_passwords.get(spec.student),
+                                       ports=published_ports(machine.public_host, machine.ports)))
         return entries
 
     def admin_access(self):
@@ -324,6 +325,7 @@ def render_sheets(room: Classroom, entries: list[RosterEntry] | None = None,
         swarm=room.swarm_access(machines),
         expires_at=room.expires_at(),
         backend=room.backend_name,
+        timezone=room.config.timezone,
     )
     out = out_dir or default_sheets_dir(room)
     try:
@@ -519,13 +521,20 @@ def resolve_targets(room: Classroom, targets: list[str]) -> list[HostSpec]:
     return [planned[n] for n in names]
 
 
-def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[ResetReport]:
-    """Give each named student a clean machine; nobody else is touched."""
+def check_reset_options(*, hard: bool, keep_home: bool) -> None:
+    if keep_home and hard:
+        raise BadInput("--keep-home keeps the home folder in a soft reset: --hard replaces the whole machine")
+
+
+def reset(room: Classroom, targets: list[str], *, hard: bool = False, keep_home: bool = False) -> list[ResetReport]:
+    """Give each named student a clean machine; nobody else is touched. `keep_home` (soft only):
+    their home folder stays, ~/exercises included (only missing course files come back)."""
     import time
 
     from .provisioning import prepare_course
     from .ssh import in_parallel
 
+    check_reset_options(hard=hard, keep_home=keep_home)
     specs = resolve_targets(room, targets)
     if not hard and any(spec.is_swarm for spec in specs):
         raise BadInput("a Swarm node is shared by every student: reset it with --hard")
@@ -569,9 +578,10 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
             if hard or machine is None or not machine.running:
                 machine = backend.replace(spec, key.public_line)
             else:  # engine started first, every Docker error fatal, leftovers looked for
-                changes = remote.wipe(machine, room.admin_access(), backend, spec.student or "")
+                changes = remote.wipe(machine, room.admin_access(), backend, spec.student or "", keep_home=keep_home)
             own, own_hashes = (swarm_passwords, swarm_hashes) if spec.is_swarm else (passwords, hashes)
-            changes += remote.provision(machine, own_hashes, room.admin_access(), course, backend, fresh_exercises=True)
+            changes += remote.provision(machine, own_hashes, room.admin_access(), course, backend,
+                                        fresh_exercises=not keep_home)
             checks, detail = remote.check(machine, room.admin_access(), own, own_hashes, images=bool(course.images),
                                           exercises=course.exercises is not None,
                                           repairable=backend.can_repair_access)

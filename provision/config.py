@@ -157,7 +157,9 @@ PLAIN_RUNTIMES = ("runc", "io.containerd.runc.v2", "io.containerd.runtime.v1.lin
 
 
 class LocalConfig(_Strict):
-    public_host: str = "127.0.0.1"
+    # The address printed on sheets, where students reach their host's sshd and published ports.
+    # None: this machine's address on its default route (hostaddr.py), read when first asked.
+    public_host: str | None = None
     ssh_port_base: Annotated[Count, Field(ge=1024, le=60000)] = 2200
     limits: LocalLimits = LocalLimits()
     # An OCI runtime that isolates Docker-in-Docker without added privileges, e.g. sysbox-runc.
@@ -177,10 +179,19 @@ class LocalConfig(_Strict):
 
     @field_validator("public_host")
     @classmethod
-    def _host(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9.:-]+$", value):
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9.:-]+$", value):
             raise ValueError(f"{value!r} is not a host name or address")
         return value
+
+    @property
+    def address(self) -> str:
+        """`public_host`, else this machine's address on its default route, else loopback."""
+        if self.public_host is not None:
+            return self.public_host
+        from .hostaddr import default_route_address
+
+        return default_route_address() or "127.0.0.1"
 
 
 def mirror_url(value: str | None) -> str | None:
@@ -279,6 +290,10 @@ class ClassroomConfig(_Strict):
     # The name of the environment variable holding Docker Hub credentials (`user:token`) for the
     # hosts' pulls; never the credentials themselves (the file is shared, the state is kept).
     registry_auth: str = DEFAULT_REGISTRY_AUTH_ENV
+    # The class's time zone, for the times on sheets (None: this machine's, timezones.py).
+    timezone: str | None = None
+    # Whether students may `sudo` on their own host with their own password (never on Swarm nodes).
+    students_sudo: Annotated[bool, Field(strict=True)] = True
     # Where the file was read from: relative paths (exercises, image builds) are relative to it.
     base_dir: Path = Field(default=Path("."), exclude=True)
     # The file itself and a digest of its bytes (None: built-in defaults): `up` records them, and
@@ -315,6 +330,23 @@ class ClassroomConfig(_Strict):
     def _valid_ports(cls, value: Any) -> Any:
         parse_ports(value)
         return [] if value is None else value
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _zone(cls, value: Any) -> str | None:
+        from .timezones import check_zone
+
+        return None if value is None else check_zone(str(value).strip())
+
+    @model_validator(mode="after")
+    def _local_ports_fit(self) -> ClassroomConfig:
+        from .ports import local_ports_problem
+
+        if self.backend == "local":
+            problem = local_ports_problem(self.local.ssh_port_base, self.port_ranges, self.students)
+            if problem:
+                raise ValueError(problem)
+        return self
 
     @field_validator("registry_auth", mode="before")
     @classmethod
@@ -479,8 +511,10 @@ def check_course_folder(config: ClassroomConfig, folder: Path, field: str) -> No
 def _one_line(exc: ValidationError, label: str, sources: dict[tuple[str, ...], str]) -> str:
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
-    field = sources.get(loc) or ".".join(loc) or "file"
+    field = sources.get(loc) or ".".join(loc)
     message = _plain(error["msg"].removeprefix("Value error, "))
+    if not field:  # a check of the whole file: its message names the fields itself
+        return f"{label}: {message}"
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
     elif ("input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict)

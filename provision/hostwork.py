@@ -29,8 +29,10 @@ class HostWork(Protocol):
                   backend: Backend, *, fresh_exercises: bool = False) -> list[str]:
         """Converge one host (engine, accounts, images, exercises); returns what changed."""
 
-    def wipe(self, machine: Machine, access: AdminAccess, backend: Backend, student: str) -> list[str]:
-        """Soft reset: the student's things gone, the engine as the course has it."""
+    def wipe(self, machine: Machine, access: AdminAccess, backend: Backend, student: str, *,
+             keep_home: bool = False) -> list[str]:
+        """Soft reset: the student's things gone (`keep_home`: but their home folder), the engine as
+        the course has it."""
 
     def check(self, machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str],
               *, images: bool, exercises: bool, repairable: bool = True) -> Checks:
@@ -62,12 +64,12 @@ class SshHostWork:
 
         return provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
 
-    def wipe(self, machine, access, backend, student):
+    def wipe(self, machine, access, backend, student, *, keep_home=False):
         from .provisioning import admin_session
         from .reset import wipe_student
 
         with admin_session(machine, access, backend) as connection:
-            return wipe_student(connection, student)
+            return wipe_student(connection, student, keep_home)
 
     def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
         from .checks import check_host

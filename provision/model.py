@@ -76,6 +76,9 @@ class Machine:
     private_address: str | None = None  # on the classroom's network: Swarm advertises this
     machine_id: str | None = None  # container ID, instance ID
     admin_user: str = "root"
+    # (port on the host, port on public_host) of each course port a student reaches from outside:
+    # local, a block of this machine's ports each; aws, the host's own ports (ports.py).
+    ports: tuple[tuple[int, int], ...] = ()
 
     @property
     def running(self) -> bool:

@@ -20,6 +20,7 @@ from .accounts import ensure_accounts
 from .backends.base import Backend
 from .model import HostReport, Machine, MachineState, Role, Strategy
 from .errors import BadInput, last_line
+from .hosttools import ensure_host_tools
 from .exercises import ExerciseChange, ExerciseChanges, ExercisePack, sync_exercises
 from .images import CourseImage
 from .preload import pull_images, push_images
@@ -39,6 +40,7 @@ class Course:
     images: list[CourseImage] = field(default_factory=list)
     exercises: ExercisePack | None = None
     strategy: Strategy = Strategy.PUSH
+    students_sudo: bool = True  # each student may sudo on their own host (hosttools.py)
 
     def cache_files(self) -> list[str]:
         """The files of the trainer's cache this course uses: `down --clear-cache` removes them."""
@@ -63,7 +65,7 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
         images = [CourseImage(reference(image.name), "-", None) for image in config.images]
     folder = config.exercises_dir
     pack = pack_exercises(folder, kept_from_students(folder, config.solutions_dir)) if folder is not None else None
-    return Course(images, pack, strategy)
+    return Course(images, pack, strategy, config.students_sudo)
 
 
 def check_course(room: Classroom) -> None:
@@ -148,6 +150,7 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
                 changes.append("docker engine started")
             accounts = accounts_for(machine, hashes)
             changes += ensure_accounts(connection, accounts)
+            changes += ensure_host_tools(connection, machine, course.students_sudo)
             if course.images:
                 if course.strategy == Strategy.PUSH:
                     loaded = push_images(connection, backend, machine, course.images)

@@ -27,8 +27,7 @@ SCRATCH_SUFFIX = "-rehearsal"
 MARK = "rehearsal_of"  # in the scratch classroom's classroom.json: the classroom it rehearses
 TAIL_LINES = 15  # of a failed solution's output, in the report
 DEFAULT_TIMEOUT = 900  # seconds per solution: a `docker build` on a slow mirror takes minutes
-PORT_OFFSET = 200  # scratch SSH ports from ssh_port_base + 201: clear of 100 students and Swarm nodes
-PORT_TRIES = 200
+PORT_OFFSET = 200  # the scratch host's SSH port: from ssh_port_base + 201, clear of the classroom's hosts
 
 
 @dataclass(frozen=True)
@@ -104,18 +103,29 @@ def scratch_config(config: ClassroomConfig, port_base: int) -> ClassroomConfig:
 
 
 def scratch_port_base(config: ClassroomConfig) -> int:
-    """A base whose first port is free on this machine, above every port of the classroom."""
-    from .backends.local import LocalBackend, port_free
+    """On local: a base whose SSH port and public ports (ports.py) are free on this machine now and
+    none of the classroom's own (its students', as many as the file or its last `up` asked for,
+    and its Swarm nodes'), so that the classroom can still grow while the rehearsal runs."""
+    from .backends.local import SWARM_PORT_OFFSET, LocalBackend, port_free
+    from .ports import local_port_map
+    from .state import ClassroomState
 
+    base = config.local.ssh_port_base
     if config.backend != "local":
-        return config.local.ssh_port_base
+        return base
+    students = max(config.students, ClassroomState(config.name).salvaged_meta().students or 0)
+    taken = set(range(base + 1, base + SWARM_PORT_OFFSET + 10))
+    taken |= {public for index in range(1, students + 1)
+              for _port, public in local_port_map(base, config.port_ranges, index)}
     address = LocalBackend(config, None).bind_address  # type: ignore[arg-type]  # reads the config only
-    start = min(config.local.ssh_port_base + PORT_OFFSET, 60000 - PORT_TRIES)
-    for base in range(start, start + PORT_TRIES):
-        if port_free(address, base + 1):
-            return base
-    raise BadInput(f"local.ssh_port_base: no free port for the scratch host from {start + 1} to "
-                   f"{start + PORT_TRIES}")
+    for candidate in range(base + PORT_OFFSET, 60001):
+        needed = [candidate + 1] + [public for _port, public in local_port_map(candidate, config.port_ranges, 1)]
+        if max(needed) > 65535:
+            break
+        if not taken.intersection(needed) and all(port_free(address, port) for port in needed):
+            return candidate
+    raise BadInput(f"local.ssh_port_base: no free ports for the scratch host above {base + PORT_OFFSET}: "
+                   "lower local.ssh_port_base")
 
 
 @contextmanager

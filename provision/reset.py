@@ -14,13 +14,15 @@ from fabric import Connection
 from .preload import IMAGES_FILE
 from .ssh import RemoteError, check, script_command
 
-def wipe_student(connection: Connection, user: str) -> list[str]:
+def wipe_student(connection: Connection, user: str, keep_home: bool = False) -> list[str]:
     """Start the engine if it stopped, wipe, verify; returns what had to be done besides the wipe.
-    A RemoteError when the wipe fails or leaves anything: that host is not clean."""
+    `keep_home`: the student's home folder stays as it is. A RemoteError when the wipe fails or
+    leaves anything: that host is not clean."""
     from .provisioning import ensure_engine
 
     changes = ["docker engine started"] if ensure_engine(connection) else []
-    check(connection, script_command("reset.sh", "wipe", IMAGES_FILE, user), what="resetting", timeout=300)
+    check(connection, script_command("reset.sh", "wipe", IMAGES_FILE, user, "keep-home" if keep_home else ""),
+          what="resetting", timeout=300)
     left = leftovers_after_reset(connection)
     if left:
         raise RemoteError(f"not clean: the reset left {describe_leftovers(left)}")

@@ -10,8 +10,9 @@ from stacks import host_order, plan_host_entries
 from .config import ClassroomConfig
 from .errors import BadInput
 from .model import HostSpec, Role
+from .ports import url
 
-__all__ = ["HostSpec", "Role", "RosterEntry", "SwarmAccess", "host_order", "plan_hosts", "resolve_host",
+__all__ = ["HostSpec", "PublishedPort", "Role", "RosterEntry", "SwarmAccess", "host_order", "plan_hosts", "resolve_host",
            "ssh_command", "student_name", "student_names"]
 
 def student_name(index: int) -> str:
@@ -50,6 +51,17 @@ def resolve_host(argument: str, known: list[str]) -> str:
 
 
 @dataclass(frozen=True)
+class PublishedPort:
+    """A port a student publishes on their host (`docker run -p 8080:80`), and where they open it."""
+
+    port: int  # on the student's host: 8080
+    url: str  # from their laptop: http://ADDRESS:PUBLIC_PORT
+
+    def as_json(self) -> dict:
+        return {"port": self.port, "url": self.url}
+
+
+@dataclass(frozen=True)
 class RosterEntry:
     """One student's access, as the instructor's list and the sheets print it."""
 
@@ -63,6 +75,7 @@ class RosterEntry:
     # The student's password on the shared Swarm nodes only (None: no Swarm): every student is
     # root there, so it must not be the one that opens their own host.
     swarm_password: str | None = None
+    ports: tuple[PublishedPort, ...] = ()  # the course's ports, each with its URL
 
     @property
     def ssh_command(self) -> str:
@@ -80,6 +93,11 @@ class SwarmAccess:
 
     def ssh_command(self, user: str) -> str:
         return ssh_command(user, self.address, self.port)
+
+
+def published_ports(address: str, ports: tuple[tuple[int, int], ...]) -> tuple[PublishedPort, ...]:
+    """A machine's (port, public port) pairs as the student's URLs on `address`."""
+    return tuple(PublishedPort(port, url(address, public)) for port, public in ports)
 
 
 def ssh_command(user: str, address: str, port: int) -> str:

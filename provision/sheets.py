@@ -7,6 +7,7 @@ in English or French. Sheets carry passwords, so every file is written mode 0600
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -17,8 +18,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from stacks import templates_dir
 
 from .errors import BadInput
-from .roster import RosterEntry, SwarmAccess
+from .roster import PublishedPort, RosterEntry, SwarmAccess
 from .state import write_private
+from .timezones import class_zone
 
 FORMATS = ("html", "md")
 INDEX = "index"
@@ -60,15 +62,30 @@ LABELS: dict[str, dict[str, str]] = {
         "and": "and",
         "swarm_shared": "The whole class shares these nodes: start the names of your services "
         "and stacks with your name, for example",
+        "swarm_port": "and publish them on your own port only, so that nobody else's service takes it:",
         # Local hosts run in containers whose kernel may lack IPVS: no routing mesh, no VIPs.
-        "swarm_local_ports": "To reach a service from outside, publish its port in host mode:",
+        "swarm_local_ports": "These nodes have no routing mesh: publish in host mode, as above. Your service "
+        "answers on the nodes that run one of its tasks (there: curl http://localhost:{port}).",
         "expires": "End of the classroom",
         "expires_at": "This classroom ends on",
         "expires_local": "The trainer then removes the machines: copy anything you want to keep before then.",
         "expires_aws": "Your machine then powers off and is deleted: copy anything you want to keep "
         "before then.",
+        "ports": "Open what you publish",
+        "ports_hint": "Publish one of these ports on your machine (for example docker run -p {port}:80 ...), "
+        "then open its address in your browser:",
+        "your_port": "your port",
+        "your_ports": "your ports",
+        "ports_loopback": "These addresses are the trainer's own machine (a loopback address): they work only "
+        "there. Trainer: set local.public_host to this machine's address on the class network.",
         "help": "Something broken?",
         "help_text": "Ask the trainer: they can reset your machine in seconds.",
+        "reset_keeps": "A reset removes your containers, volumes, networks and the images you built or "
+        "pulled, and brings back every image of the course (even if you deleted them all). It empties your "
+        "home folder",
+        "reset_keeps_exercises": ", except ~/exercises, which comes back as the course gave it",
+        "reset_keeps_home": ": copy your own files elsewhere first, or ask the trainer to keep your home folder "
+        "(reset --keep-home).",
     },
     "fr": {
         "title": "Vos accès au TP Docker",
@@ -105,15 +122,33 @@ LABELS: dict[str, dict[str, str]] = {
         "and": "et",
         "swarm_shared": "Toute la classe partage ces nœuds\u00a0: commencez les noms de vos services "
         "et de vos stacks par votre nom, par exemple",
-        "swarm_local_ports": "Pour joindre un service depuis l'extérieur, publiez son port en mode host\u00a0:",
+        "swarm_port": "et publiez-les sur votre propre port seulement, pour qu'aucun autre service ne le "
+        "prenne\u00a0:",
+        "swarm_local_ports": "Ces nœuds n'ont pas de routing mesh\u00a0: publiez en mode host, comme ci-dessus. "
+        "Votre service répond sur les nœuds qui exécutent l'une de ses tâches (là\u00a0: curl "
+        "http://localhost:{port}).",
         "expires": "Fin de la classe",
         "expires_at": "Cette classe se termine le",
         "expires_local": "Le formateur supprime ensuite les machines\u00a0: copiez avant ce que vous "
         "voulez garder.",
         "expires_aws": "Votre machine s'éteint alors et est supprimée\u00a0: copiez avant ce que vous "
         "voulez garder.",
+        "ports": "Ouvrir ce que vous publiez",
+        "ports_hint": "Publiez l'un de ces ports sur votre machine (par exemple docker run -p {port}:80 ...), "
+        "puis ouvrez son adresse dans votre navigateur\u00a0:",
+        "your_port": "votre port",
+        "your_ports": "vos ports",
+        "ports_loopback": "Ces adresses désignent la machine du formateur (adresse de bouclage)\u00a0: elles ne "
+        "marchent que sur celle-ci. Formateur\u00a0: indiquez dans local.public_host l'adresse de cette "
+        "machine sur le réseau de la classe.",
         "help": "Un problème\u00a0?",
         "help_text": "Demandez au formateur\u00a0: il peut réinitialiser votre machine en quelques secondes.",
+        "reset_keeps": "Une réinitialisation supprime vos conteneurs, volumes, réseaux et les images que vous "
+        "avez construites ou téléchargées, et remet toutes les images du cours (même si vous les avez toutes "
+        "supprimées). Elle vide votre dossier personnel",
+        "reset_keeps_exercises": ", sauf ~/exercises, remis tel que le cours le donne",
+        "reset_keeps_home": "\u00a0: copiez d'abord vos fichiers ailleurs, ou demandez au formateur de garder "
+        "votre dossier personnel (reset --keep-home).",
     },
 }
 
@@ -123,10 +158,14 @@ ROOMY_LINES = 6
 # Characters of monospace that fit on one line at normal size: the ssh command box, a Swarm row.
 COMMAND_LINE_CHARS = 48
 SWARM_LINE_CHARS = 50
+PORT_COLUMNS = 1  # runs of published ports per line of the HTML sheet
 
-# How each language writes a date and time; always shown in UTC so one sheet reads the same
-# wherever it is printed.
-DATE_FORMATS = {"en": "%Y-%m-%d %H:%M UTC", "fr": "%d/%m/%Y %H:%M UTC"}
+# How each language writes a date and time, in the class's time zone (`timezone:`, else the
+# machine's), named after the time: the sheet is read where the class is.
+DATE_FORMATS = {"en": "%Y-%m-%d %H:%M", "fr": "%d/%m/%Y %H:%M"}
+# Services on the shared Swarm nodes are published on 30000 + the student's number: inside
+# Swarm's own published range (opened on aws), and never the same for two students.
+SWARM_PORT_BASE = 30000
 
 
 @dataclass(frozen=True)
@@ -137,6 +176,7 @@ class SheetCourse:
     swarm: list[SwarmAccess]  # empty when no Swarm cluster
     expires_at: datetime | None  # when the classroom expires (aware datetime), None if unknown
     backend: str  # "local" | "aws"
+    timezone: str | None = None  # the class's zone (Europe/Paris); None: this machine's
 
 
 def render_sheets(
@@ -152,7 +192,7 @@ def render_sheets(
         "course": course,
         "t": labels,
         "lang": lang,
-        "expires": format_expiry(course.expires_at, lang),
+        "expires": format_expiry(course.expires_at, lang, course.timezone),
         "dense": needs_dense_layout(entries, course),
     }
     written: list[Path] = []
@@ -166,13 +206,65 @@ def render_sheets(
     return written
 
 
-def format_expiry(when: datetime | None, lang: str) -> str | None:
-    """`2026-11-27 18:00 UTC` (en) or `27/11/2026 18:00 UTC` (fr); None stays None."""
+def format_expiry(when: datetime | None, lang: str, zone: str | None = None) -> str | None:
+    """`2026-11-27 19:00 CET` (en) or `27/11/2026 19:00 CET` (fr) in `zone` (None: this machine's
+    zone); a zone without an abbreviation is named in full (`18:00 America/Sao_Paulo`). None stays None."""
     if when is None:
         return None
     # A naive datetime is taken as UTC rather than as the local time of whoever renders.
     aware = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
-    return aware.astimezone(timezone.utc).strftime(DATE_FORMATS[lang])
+    tz = class_zone(zone)
+    local = aware.astimezone(tz)
+    abbreviation = local.strftime("%Z")
+    named = abbreviation if abbreviation and abbreviation[0].isalpha() else tz.key
+    return f"{local.strftime(DATE_FORMATS[lang])} {named}"
+
+
+def swarm_port(student: str) -> int:
+    """student-07 -> 30007: the port a student publishes their Swarm services on."""
+    return SWARM_PORT_BASE + int(student.rsplit("-", 1)[1])
+
+
+@dataclass(frozen=True)
+class PortRun:
+    """Consecutive course ports on consecutive public ports, one line of the HTML sheet:
+    `8000–8010 → http://host:3203–3213` (a single port: `last` is None)."""
+
+    first: PublishedPort
+    last: PublishedPort | None = None
+
+    @property
+    def last_public(self) -> str:
+        return "" if self.last is None else self.last.url.rsplit(":", 1)[1]
+
+
+def example_port(ports: tuple[PublishedPort, ...]) -> int:
+    """The port the sheet's `docker run -p PORT:80` example uses: one of the student's own."""
+    numbers = [published.port for published in ports]
+    return next((port for port in (8080, 8000) if port in numbers), numbers[0] if numbers else 8080)
+
+
+def port_runs(ports: tuple[PublishedPort, ...]) -> list[PortRun]:
+    """Group a student's ports into runs, so the default 13 ports take 3 lines, not 13."""
+    runs: list[list[PublishedPort]] = []
+    for published in ports:
+        if runs and published.port == runs[-1][-1].port + 1 and _public(published) == _public(runs[-1][-1]) + 1:
+            runs[-1].append(published)
+        else:
+            runs.append([published])
+    return [PortRun(run[0], run[-1] if len(run) > 1 else None) for run in runs]
+
+
+def _public(published: PublishedPort) -> int:
+    return int(published.url.rsplit(":", 1)[1])
+
+
+def is_loopback(address: str) -> bool:
+    """Whether students cannot reach `address` from their own laptops (127.0.0.1, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def needs_dense_layout(entries: list[RosterEntry], course: SheetCourse) -> bool:
@@ -182,6 +274,8 @@ def needs_dense_layout(entries: list[RosterEntry], course: SheetCourse) -> bool:
     Decided once for all entries, so every page of the index looks the same.
     """
     lines = (len(course.images) + 1) // 2
+    ports = max((len(port_runs(entry.ports)) for entry in entries), default=0)
+    lines += (ports + PORT_COLUMNS - 1) // PORT_COLUMNS + (1 if ports else 0)
     longest = max((len(entry.ssh_command) for entry in entries), default=0)
     lines += 1 if longest > COMMAND_LINE_CHARS else 0
     lines += 1 if course.swarm and any(entry.swarm_password for entry in entries) else 0
@@ -229,6 +323,10 @@ def _environment(fmt: str) -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["code"] = markdown_code
+    env.filters["swarm_port"] = swarm_port
+    env.filters["port_runs"] = port_runs
+    env.filters["example_port"] = example_port
+    env.tests["loopback"] = is_loopback
     return env
 
 

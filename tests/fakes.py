@@ -130,7 +130,7 @@ class FakeHostWork:
         self._ready.add(machine.machine_id)
         return [f"account {name}" for name in sorted(hashes) if machine.student in (None, name)]
 
-    def wipe(self, machine, access, backend, student):
+    def wipe(self, machine, access, backend, student, *, keep_home=False):
         self.wiped.append(machine.name)
         return []
 

@@ -41,7 +41,8 @@ def _course(tmp_path: Path, name: str, body: str) -> Path:
     course = tmp_path / "course"
     course.mkdir(exist_ok=True)
     (course / "classroom.yaml").write_text(f"name: {name}\nstudents: 1\nswarm:\n  nodes: 0\n"
-                                           f"local:\n  ssh_port_base: {free_port_base(2)}\n" + body)
+                                           f"local:\n  ssh_port_base: {free_port_base(2)}\n"
+                                           "  public_host: 127.0.0.1\n" + body)
     return course
 
 

@@ -23,8 +23,10 @@ from conftest import (
     remove_classroom_resources,
     unique_name,
 )
+from provision.config import ClassroomConfig
 from provision.exercises import kept_from_students, pack_exercises
-from provision.rehearse import scratch_name, tail_lines
+from provision.ports import local_port_map
+from provision.rehearse import scratch_config, scratch_name, scratch_port_base, tail_lines
 
 EXAMPLE = REPO / "examples" / "docker-intro"
 CHAPTERS = ["01-bases", "02-dockerfile", "03-partages", "04-compose", "05-swarm"]
@@ -82,6 +84,18 @@ def test_the_scratch_classroom_has_a_name_of_its_own():
     assert scratch_name("docker-intro") == "docker-intro-rehearsal"
     long = "a" * 40
     assert len(scratch_name(long)) == 40 and scratch_name(long).endswith("-rehearsal")
+
+
+def test_the_scratch_host_takes_none_of_the_classrooms_ports():
+    config = ClassroomConfig.model_validate({"name": "t-rh-ports", "students": 30,
+                                             "local": {"public_host": "127.0.0.1", "ssh_port_base": 41000}})
+    base = scratch_port_base(config)
+    ranges = config.port_ranges
+    scratch = {base + 1} | {public for _port, public in local_port_map(base, ranges, 1)}
+    classroom = set(range(41001, 41110)) | {public for index in range(1, 31)
+                                            for _port, public in local_port_map(41000, ranges, index)}
+    assert base >= 41200 and not scratch & classroom
+    assert scratch_config(config, base).local.ssh_port_base == base
 
 
 def test_a_failed_solutions_last_lines_are_cleaned():
@@ -144,7 +158,7 @@ def broken_course(folder: Path, name: str, tiny_image: str, port_base: int) -> P
     path = folder / "classroom.yaml"
     path.write_text(f"name: {name}\nstudents: 1\nswarm:\n  nodes: 0\nimages:\n  - {tiny_image}\n"
                     f"exercises: ./exercises\nsolutions: ./exercises/solutions\n"
-                    f"local:\n  ssh_port_base: {port_base}\nttl: 2h\n")
+                    f"local:\n  public_host: 127.0.0.1\n  ssh_port_base: {port_base}\nttl: 2h\n")
     return path
 
 

@@ -28,6 +28,7 @@ from ..engine import connect_engine
 from ..errors import BadInput, ClassroomError, first_line
 from ..progress import NULL_PROGRESS, Progress
 from ..model import HostSpec, MachineState, Role
+from ..ports import PUBLISHED_OFFSET, local_port_map
 from ..roster import host_order
 from ..state import ClassroomState, HostKey
 from ..workers import worker_pool
@@ -160,13 +161,20 @@ class LocalBackend(Backend):
         base = self.config.local.ssh_port_base
         return base + spec.index + (SWARM_PORT_OFFSET if spec.is_swarm else 0)
 
+    def published_of(self, spec: HostSpec) -> list[tuple[int, int]]:
+        """(course port, public port) for a student's host: their own block (ports.py); none for
+        Swarm nodes."""
+        if spec.is_swarm:
+            return []
+        return local_port_map(self.config.local.ssh_port_base, self.config.port_ranges, spec.index)
+
     @property
     def bind_address(self) -> str:
         """Loopback unless the sheets print a non-loopback address that students must reach."""
         try:
-            loopback = ipaddress.ip_address(self.config.local.public_host).is_loopback
+            loopback = ipaddress.ip_address(self.config.local.address).is_loopback
         except ValueError:
-            loopback = self.config.local.public_host == "localhost"
+            loopback = self.config.local.address == "localhost"
         return "127.0.0.1" if loopback else "0.0.0.0"
 
     @property
@@ -221,6 +229,12 @@ class LocalBackend(Backend):
                     f"port {port} (for {spec.name}) is already in use on this machine: "
                     "set local.ssh_port_base to a free range (another classroom may use this one)"
                 )
+            for course_port, public in self.published_of(spec):
+                if not port_free(self.bind_address, public):
+                    raise BadInput(
+                        f"port {public} (for {spec.name}'s port {course_port}) is already in use on this machine: "
+                        f"set local.ssh_port_base to a free range (students' ports start at ssh_port_base + "
+                        f"{PUBLISHED_OFFSET + 1}; another classroom may use this one)")
 
     def ensure(self, hosts: list[HostSpec], admin_public_key: str,
                progress: Progress = NULL_PROGRESS, found: object | None = None) -> EnsureResult:
@@ -257,8 +271,11 @@ class LocalBackend(Backend):
         for container in self._containers():
             labels = container.labels
             attrs = container.attrs
-            bindings = (attrs.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or [{}]
+            published = attrs.get("HostConfig", {}).get("PortBindings") or {}
+            bindings = published.get("22/tcp") or [{}]
             port = int(bindings[0].get("HostPort") or 0)
+            # A host made to listen on loopback only is reached there, whatever the file says now.
+            public = "127.0.0.1" if bindings[0].get("HostIp") == "127.0.0.1" else self.config.local.address
             networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
             address = (networks.get(network) or {}).get("IPAddress") or None
             result.append(Machine(
@@ -267,8 +284,8 @@ class LocalBackend(Backend):
                 student=labels.get("classroom.student") or None,
                 state=MachineState(container.status),
                 ssh_host=self.ssh_host, ssh_port=port,
-                public_host=self.config.local.public_host, public_port=port,
-                private_address=address, machine_id=container.id,
+                public_host=public, public_port=port,
+                private_address=address, machine_id=container.id, ports=published_ports(published),
             ))
         return sorted(result, key=lambda m: host_order(m.name))
 
@@ -449,7 +466,8 @@ class LocalBackend(Backend):
                                   seccomp=any("name=seccomp" in option
                                               for option in self.engine_info.get("SecurityOptions") or [])),
             volumes={volume: {"bind": "/var/lib/docker", "mode": "rw"}},
-            ports={"22/tcp": (self.bind_address, self.port_of(spec))},
+            ports={"22/tcp": (self.bind_address, self.port_of(spec)),
+                   **{f"{port}/tcp": (self.bind_address, public) for port, public in self.published_of(spec)}},
             network=network,
             restart_policy={"Name": "unless-stopped"},
         )
@@ -485,6 +503,17 @@ def _put_host_key(container, host_key: HostKey) -> None:
     container.put_archive("/etc/ssh", _tar_of({
         HOST_KEY_FILE: (host_key.private_openssh.encode(), 0o600),
         f"{HOST_KEY_FILE}.pub": (f"{host_key.public_line} {host_key.host}\n".encode(), 0o644)}))
+
+
+def published_ports(bindings: dict) -> tuple[tuple[int, int], ...]:
+    """A container's PortBindings ({"8080/tcp": [{"HostPort": "31001"}]}) -> ((8080, 31001),),
+    sshd's left out: what the host was made with, whatever the classroom file says now."""
+    pairs = []
+    for key, values in bindings.items():
+        port, _, protocol = key.partition("/")
+        if protocol == "tcp" and port != "22" and values and str(values[0].get("HostPort") or "").isdigit():
+            pairs.append((int(port), int(values[0]["HostPort"])))
+    return tuple(sorted(pairs))
 
 
 def port_free(address: str, port: int) -> bool:

@@ -1,8 +1,9 @@
 # Run as root. $1 what: `wipe USER` or `leftovers`; $2 the file where the host records the
-# course's images ("REF ID" lines); $3 (wipe) the student.
+# course's images ("REF ID" lines); $3 (wipe) the student; $4 (wipe) `keep-home` or "".
 #
 # wipe: leaves any Swarm; removes containers, networks, volumes, images that are not the course's
-# (by name and ID), build cache; ends the student's processes; fresh home folder. Every Docker
+# (by name and ID), build cache; ends the student's processes; fresh home folder (unless
+# `keep-home`: then the home folder, its crontab-free files and ~/exercises stay). Every Docker
 # failure ends it with the engine's message. Images are removed in up to two rounds: an image can
 # only go once the images built on it are gone.
 # leftovers: one "KIND NAME" line for anything of the student's still on the engine.
@@ -59,14 +60,16 @@ wipe() {
   pkill -KILL -u "$U" 2>/dev/null || true; sleep 0.2; pkill -KILL -u "$U" 2>/dev/null || true
   H=$(getent passwd "$U" | cut -d: -f6)
   case "$H" in /home/?*) ;; *) echo "unexpected home folder for $U: $H" >&2; exit 1;; esac
-  rm -rf "$H" && cp -rT /etc/skel "$H" && chown -R "$U:$U" "$H" && chmod 755 "$H"
+  if [ "$KEEP_HOME" != keep-home ]; then
+    rm -rf "$H" && cp -rT /etc/skel "$H" && chown -R "$U:$U" "$H" && chmod 755 "$H"
+  fi
   find /tmp /var/tmp -xdev -user "$U" -delete 2>/dev/null || true
   crontab -r -u "$U" 2>/dev/null || true
   echo "done"
 }
 
 case "$WHAT" in
-  wipe) wipe "$3" ;;
+  wipe) KEEP_HOME=${4:-}; wipe "$3" ;;
   leftovers) leftovers ;;
   *) echo "reset.sh: unknown action $WHAT" >&2; exit 2 ;;
 esac
