@@ -98,7 +98,8 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     exercises = exercises and machine.role == Role.STUDENT
     if exercises:
         checks["exercises"] = False
-    accounts = [machine.student] if machine.role == Role.STUDENT and machine.student else sorted(passwords)
+    # A student's host or own node: its owner only; a shared Swarm node: every student.
+    accounts = [machine.student] if machine.student else sorted(passwords)
     accounts = [a for a in accounts if a in passwords]
     if not accounts:
         return checks, "no student account known"
@@ -110,7 +111,7 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     command = check_command(accounts, user, images=images, exercises=exercises)
 
     fields: dict[str, list[tuple[str, ...]]] | None = None
-    can_log_in = machine.role == "student" and user is not None  # a Swarm node never gets a password
+    can_log_in = machine.student is not None and user is not None  # a shared node never gets a password
     with worker_pool(1) as pool:
         # Proving that sshd takes the sheet's password (no shell opened) runs beside the admin
         # session, so that a host costs one round trip, not two.
@@ -207,12 +208,12 @@ def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, s
     access = room.admin_access()
     hashes = room.state.known_password_hashes()
     if swarm_passwords is None:
-        swarm_passwords = room.state.known_passwords(swarm=True) if any(m.role != "student" for m in machines) \
+        swarm_passwords = room.state.known_passwords(swarm=True) if any(m.is_shared_node for m in machines) \
             else {}
     swarm_hashes = room.state.known_password_hashes(swarm=True)
 
     def check_one(machine: Machine) -> tuple[dict[str, bool], str | None]:
-        own = machine.role == Role.STUDENT
+        own = not machine.is_shared_node  # a student's host or one of their own nodes
         return check_host(machine, access, passwords if own else swarm_passwords, hashes if own else swarm_hashes,
                           images=images, exercises=exercises, password_login=password_login,
                           repairable=room.backend.can_repair_access)

@@ -174,8 +174,18 @@ def _render_up(result, out, console) -> None:
                   "local.runtime: sysbox-runc or the aws backend for strangers.[/]")
     swarm = result.swarm
     if swarm is not None and swarm.nodes:
-        out.print(f"Swarm: cluster {shown(str(swarm.cluster_id or '?')[:12])}, manager {swarm.manager or '?'}, "
-                  f"{sum(1 for n in swarm.nodes if n.ok)}/{len(swarm.nodes)} node(s) ok.")
+        ok = f"{sum(1 for n in swarm.nodes if n.ok)}/{len(swarm.nodes)} node(s) ok"
+        if result.swarm_mode == "per-student":
+            kind = "formed" if result.swarm_formed else "blank (the students form them)"
+            out.print(f"Swarm: a cluster of their own for each student, {kind}; {ok}.")
+        else:
+            out.print(f"Swarm: cluster {shown(str(swarm.cluster_id or '?')[:12])}, manager {swarm.manager or '?'}, "
+                      f"{ok}.")
+            out.print("[yellow]Swarm nodes are shared: every student is root on them (docker group), and can "
+                      "see and remove the others' services. `swarm.mode: per-student` gives each their own.[/]")
+        if result.routing_mesh is False:
+            out.print("Swarm's routing mesh does not work on these hosts (their kernel has no IPVS): published "
+                      "services need --publish mode=host or --endpoint-mode dnsrr (the sheets say so).")
     if result.failed:
         names = ", ".join(h.name for h in result.failed)
         advice = []
@@ -246,14 +256,17 @@ def roster(
     entries = room.roster()
     rows = [{"student": e.student, "host": e.host, "address": e.address, "port": e.port, "user": e.user,
              "password": e.password, "ssh": e.ssh_command, "host_key": e.host_key,
-             "swarm_password": e.swarm_password, "ports": [p.as_json() for p in e.ports]} for e in entries]
+             "swarm_password": e.swarm_password, "ports": [p.as_json() for p in e.ports],
+             "swarm": [n.as_json() for n in e.swarm]} for e in entries]
     if fmt is RosterFormat.json:
         print(json.dumps(rows, indent=2))
     elif fmt is RosterFormat.csv:
         for row in rows:  # one cell: `8080=http://host:31001 8081=...`
             row["ports"] = " ".join(f"{p['port']}={p['url']}" for p in row["ports"])
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["student"])
+        # One line per student: the nested `swarm` list is in the JSON only.
+        writer = csv.DictWriter(buffer, fieldnames=[k for k in rows[0] if k != "swarm"] if rows else ["student"],
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         sys.stdout.write(buffer.getvalue())

@@ -97,8 +97,22 @@ class ImageSpec(_Strict):
 
 
 class SwarmConfig(_Strict):
+    # Nodes per cluster. per-student: each student's own cluster, their host being node 1 (so 3 is
+    # the host and two more machines); shared: swarm-1 … swarm-N, every student root on them.
     nodes: Annotated[Count, Field(ge=0, le=9)] = 3
     managers: Annotated[Count, Field(ge=1)] = 1
+    mode: Literal["per-student", "shared"] = "per-student"
+    # false: blank engines the students form into a cluster themselves (the `swarm init` lab).
+    formed: bool = True
+
+    @property
+    def per_student(self) -> bool:
+        return self.mode == "per-student"
+
+    @property
+    def own_nodes(self) -> int:
+        """How many machines each student's own cluster has, their host included (1: none)."""
+        return max(self.nodes, 1) if self.per_student else 1
 
     @model_validator(mode="after")
     def _managers_fit(self) -> SwarmConfig:
@@ -343,7 +357,8 @@ class ClassroomConfig(_Strict):
         from .ports import local_ports_problem
 
         if self.backend == "local":
-            problem = local_ports_problem(self.local.ssh_port_base, self.port_ranges, self.students)
+            problem = local_ports_problem(self.local.ssh_port_base, self.port_ranges, self.students,
+                                          self.swarm.own_nodes)
             if problem:
                 raise ValueError(problem)
         return self

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .progress import Progress
     from .provisioning import Course
     from .ssh import AdminAccess
-    from .swarm import SwarmReport, SwarmStatus
+    from .swarm import SwarmLayout, SwarmReport, SwarmStatus
 
 Checks = tuple[dict[str, bool], str | None]  # {check: ok}, and why not
 
@@ -30,9 +30,13 @@ class HostWork(Protocol):
         """Converge one host (engine, accounts, images, exercises); returns what changed."""
 
     def wipe(self, machine: Machine, access: AdminAccess, backend: Backend, student: str, *,
-             keep_home: bool = False) -> list[str]:
+             keep_home: bool = False, keep_swarm: bool = False) -> list[str]:
         """Soft reset: the student's things gone (`keep_home`: but their home folder), the engine as
-        the course has it."""
+        the course has it (`keep_swarm`: still in the student's own cluster)."""
+
+    def clean_swarm(self, cluster: list[Machine], access: AdminAccess, backend: Backend) -> list[str]:
+        """A student's own cluster: its services, stacks, secrets and configs gone (from its first
+        node that is a manager); what was done."""
 
     def check(self, machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str],
               *, images: bool, exercises: bool, repairable: bool = True) -> Checks:
@@ -44,16 +48,19 @@ class HostWork(Protocol):
         """Every host, checked at once: host name -> checks. `password_login`: also log in with
         each student's password for real (after provisioning), not only compare hashes."""
 
-    def converge_swarm(self, machines: list[Machine], access: AdminAccess, managers: int,
+    def converge_swarm(self, machines: list[Machine], access: AdminAccess, layout: SwarmLayout,
                        progress: Progress) -> SwarmReport:
-        """Form or repair the Swarm cluster of the Swarm nodes among `machines`."""
+        """Form or repair the Swarm clusters of `layout` among `machines` (formed: false: only look)."""
 
     def release_nodes(self, machines: list[Machine], access: AdminAccess, names: list[str],
                       progress: Progress) -> list[str]:
         """Hand the roles of the Swarm nodes `names` over before they are replaced."""
 
-    def swarm_status(self, nodes: list[Machine], access: AdminAccess) -> SwarmStatus:
-        """What the cluster says of itself."""
+    def swarm_status(self, machines: list[Machine], access: AdminAccess, layout: SwarmLayout) -> SwarmStatus:
+        """What the clusters of `layout` among `machines` say of themselves."""
+
+    def routing_mesh(self, machines: list[Machine], access: AdminAccess) -> bool | None:
+        """Whether the hosts' kernel has IPVS (Swarm's routing mesh); None: no host answered."""
 
 
 class SshHostWork:
@@ -64,12 +71,22 @@ class SshHostWork:
 
         return provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
 
-    def wipe(self, machine, access, backend, student, *, keep_home=False):
+    def wipe(self, machine, access, backend, student, *, keep_home=False, keep_swarm=False):
         from .provisioning import admin_session
         from .reset import wipe_student
 
         with admin_session(machine, access, backend) as connection:
-            return wipe_student(connection, student, keep_home)
+            return wipe_student(connection, student, keep_home=keep_home, keep_swarm=keep_swarm)
+
+    def clean_swarm(self, cluster, access, backend):
+        from .provisioning import admin_session
+        from .reset import clean_swarm
+
+        for machine in (m for m in cluster if m.running):
+            with admin_session(machine, access, backend) as connection:
+                if clean_swarm(connection):
+                    return [f"Swarm services, secrets and configs removed (from {machine.name})"]
+        return []
 
     def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
         from .checks import check_host
@@ -83,17 +100,22 @@ class SshHostWork:
         return check_hosts(room, machines, passwords, on_done=on_done, password_login=password_login,
                            swarm_passwords=swarm_passwords)
 
-    def converge_swarm(self, machines, access, managers, progress):
+    def converge_swarm(self, machines, access, layout, progress):
         from .swarm import converge_swarm
 
-        return converge_swarm(machines, access, managers, progress)
+        return converge_swarm(machines, access, layout.managers, progress, layout)
 
     def release_nodes(self, machines, access, names, progress):
         from .swarm import release_nodes
 
         return release_nodes(machines, access, names, progress)
 
-    def swarm_status(self, nodes, access):
+    def swarm_status(self, machines, access, layout):
         from .swarm import swarm_status
 
-        return swarm_status(nodes, access)
+        return swarm_status(machines, access, layout)
+
+    def routing_mesh(self, machines, access):
+        from .swarm.mesh import routing_mesh
+
+        return routing_mesh(machines, access)

@@ -88,8 +88,9 @@ def check_course(room: Classroom) -> None:
 
 
 def accounts_for(machine: Machine, hashes: dict[str, str]) -> dict[str, str]:
-    """A student host has its student; a Swarm node has every student (`hashes`: their Swarm passwords')."""
-    if machine.role == Role.STUDENT:
+    """A student's host or own Swarm node has its student only; a shared Swarm node has every
+    student (`hashes`: their Swarm passwords')."""
+    if machine.student:
         return {machine.student: hashes[machine.student]} if machine.student in hashes else {}
     return dict(hashes)
 
@@ -214,8 +215,8 @@ def summarize_exercise_changes(done: ExerciseChanges) -> list[str]:
 def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
                     access: AdminAccess, course: Course | None = None,
                     swarm_passwords: dict[str, str] | None = None) -> list[HostReport]:
-    """`passwords` open the students' own hosts; `swarm_passwords` the shared Swarm nodes, where
-    every student is root: a Swarm node never gets the hash of a password that opens a student's host."""
+    """`passwords` open the students' own hosts and nodes; `swarm_passwords` the shared Swarm nodes, where
+    every student is root: a shared node never gets the hash of a password that opens a student's host."""
     progress = room.progress
     running = [m for m in machines if m.running]
     limit = room.config.preload.parallel
@@ -224,7 +225,7 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
     progress.start("provision", f"Provisioning {len(running)} host(s)", total=len(running))
     course = course or Course()
     outcomes = in_parallel(running, lambda m: room.remote.provision(
-                               m, hashes if m.role == Role.STUDENT else swarm_hashes, access, course, room.backend),
+                               m, swarm_hashes if m.is_shared_node else hashes, access, course, room.backend),
                            limit=limit,
                            on_done=lambda m, _r, _e: progress.advance("provision", detail=m.name))
     progress.finish("provision")

@@ -103,29 +103,36 @@ def scratch_config(config: ClassroomConfig, port_base: int) -> ClassroomConfig:
 
 
 def scratch_port_base(config: ClassroomConfig) -> int:
-    """On local: a base whose SSH port and public ports (ports.py) are free on this machine now and
-    none of the classroom's own (its students', as many as the file or its last `up` asked for,
-    and its Swarm nodes'), so that the classroom can still grow while the rehearsal runs."""
-    from .backends.local import SWARM_PORT_OFFSET, LocalBackend, port_free
-    from .ports import local_port_map
+    """On local: a base whose SSH port and public ports are free on this machine now and none of the
+    classroom's own (every host it plans, for as many students as the file or its last `up` asked
+    for), so that the classroom can still grow while the rehearsal runs."""
+    from .backends.local import LocalBackend, port_free
     from .state import ClassroomState
 
-    base = config.local.ssh_port_base
     if config.backend != "local":
-        return base
+        return config.local.ssh_port_base
     students = max(config.students, ClassroomState(config.name).salvaged_meta().students or 0)
-    taken = set(range(base + 1, base + SWARM_PORT_OFFSET + 10))
-    taken |= {public for index in range(1, students + 1)
-              for _port, public in local_port_map(base, config.port_ranges, index)}
+    taken = _ports(config.model_copy(update={"students": students}))
     address = LocalBackend(config, None).bind_address  # type: ignore[arg-type]  # reads the config only
-    for candidate in range(base + PORT_OFFSET, 60001):
-        needed = [candidate + 1] + [public for _port, public in local_port_map(candidate, config.port_ranges, 1)]
+    start = config.local.ssh_port_base + PORT_OFFSET
+    for candidate in range(start, 60001):
+        needed = _ports(scratch_config(config, candidate))
         if max(needed) > 65535:
             break
-        if not taken.intersection(needed) and all(port_free(address, port) for port in needed):
+        if not taken & needed and all(port_free(address, port) for port in needed):
             return candidate
-    raise BadInput(f"local.ssh_port_base: no free ports for the scratch host above {base + PORT_OFFSET}: "
-                   "lower local.ssh_port_base")
+    raise BadInput(f"local.ssh_port_base: no free ports for the scratch host above {start}: lower "
+                   "local.ssh_port_base")
+
+
+def _ports(config: ClassroomConfig) -> set[int]:
+    """Every port on this machine that the local hosts of `config` listen on: SSH and published."""
+    from .backends.local import LocalBackend
+    from .roster import plan_hosts
+
+    backend = LocalBackend(config, None)  # type: ignore[arg-type]  # port arithmetic only
+    return {port for spec in plan_hosts(config)
+            for port in (backend.port_of(spec), *(public for _port, public in backend.published_of(spec)))}
 
 
 @contextmanager

@@ -63,6 +63,14 @@ LABELS: dict[str, dict[str, str]] = {
         "swarm_shared": "The whole class shares these nodes: start the names of your services "
         "and stacks with your name, for example",
         "swarm_port": "and publish them on your own port only, so that nobody else's service takes it:",
+        "swarm_own_intro": "You have a Swarm cluster of your own: your machine is its first node. Log into the "
+        "others with the same user and password; nobody else has an account on them.",
+        "swarm_blank": "Your nodes are blank Docker engines: form the cluster yourself. On your machine:",
+        "swarm_blank_join": "then on each other node, with the token that command printed:",
+        "address": "Address",
+        "role_swarm-node": "node",
+        "swarm_no_mesh": "Swarm's routing mesh does not work on these machines (their kernel has no IPVS).",
+        "swarm_own_ports": "Publish in host mode; a service then answers on the nodes that run one of its tasks:",
         # Local hosts run in containers whose kernel may lack IPVS: no routing mesh, no VIPs.
         "swarm_local_ports": "These nodes have no routing mesh: publish in host mode, as above. Your service "
         "answers on the nodes that run one of its tasks (there: curl http://localhost:{port}).",
@@ -127,6 +135,18 @@ LABELS: dict[str, dict[str, str]] = {
         "swarm_local_ports": "Ces nœuds n'ont pas de routing mesh\u00a0: publiez en mode host, comme ci-dessus. "
         "Votre service répond sur les nœuds qui exécutent l'une de ses tâches (là\u00a0: curl "
         "http://localhost:{port}).",
+        "swarm_own_intro": "Vous avez un cluster Swarm à vous\u00a0: votre machine en est le premier nœud. "
+        "Connectez-vous aux autres avec le même utilisateur et le même mot de passe\u00a0; personne d'autre "
+        "n'y a de compte.",
+        "swarm_blank": "Vos nœuds sont des moteurs Docker vierges\u00a0: formez le cluster vous-même. Sur votre "
+        "machine\u00a0:",
+        "swarm_blank_join": "puis sur chacun des autres nœuds, avec le jeton affiché par cette commande\u00a0:",
+        "address": "Adresse",
+        "role_swarm-node": "nœud",
+        "swarm_no_mesh": "Le routing mesh de Swarm ne fonctionne pas sur ces machines (leur noyau n'a pas "
+        "IPVS).",
+        "swarm_own_ports": "Publiez en mode host\u00a0; un service répond alors sur les nœuds qui exécutent l'une "
+        "de ses tâches\u00a0:",
         "expires": "Fin de la classe",
         "expires_at": "Cette classe se termine le",
         "expires_local": "Le formateur supprime ensuite les machines\u00a0: copiez avant ce que vous "
@@ -173,10 +193,21 @@ class SheetCourse:
     classroom: str  # classroom name
     images: list[str]  # image names of the course
     exercises: str | None  # "~/exercises" or None when the course has no exercises
-    swarm: list[SwarmAccess]  # empty when no Swarm cluster
+    swarm: list[SwarmAccess]  # the shared nodes; empty when no shared cluster (a student's own: entry.swarm)
     expires_at: datetime | None  # when the classroom expires (aware datetime), None if unknown
     backend: str  # "local" | "aws"
     timezone: str | None = None  # the class's zone (Europe/Paris); None: this machine's
+    swarm_formed: bool = True  # false: blank nodes, the sheet says how to form the cluster
+    routing_mesh: bool | None = None  # false: no IPVS on the hosts (publish in host mode); None: unknown
+
+    def nodes_of(self, entry: RosterEntry) -> list[SwarmAccess]:
+        """The Swarm nodes this student's sheet lists: the shared ones, else their own."""
+        return list(self.swarm) or list(entry.swarm)
+
+    @property
+    def no_routing_mesh(self) -> bool:
+        """Whether to tell students to publish in host mode: known, else assumed on local hosts."""
+        return self.routing_mesh is False or (self.routing_mesh is None and self.backend == "local")
 
 
 def render_sheets(
@@ -279,8 +310,10 @@ def needs_dense_layout(entries: list[RosterEntry], course: SheetCourse) -> bool:
     longest = max((len(entry.ssh_command) for entry in entries), default=0)
     lines += 1 if longest > COMMAND_LINE_CHARS else 0
     lines += 1 if course.swarm and any(entry.swarm_password for entry in entries) else 0
-    for node in course.swarm:
-        widest = max((len(node.ssh_command(entry.user)) for entry in entries), default=0)
+    lines += 2 if not course.swarm_formed and any(entry.swarm for entry in entries) else 0
+    for row in range(max((len(course.nodes_of(entry)) for entry in entries), default=0)):
+        widest = max((len(nodes[row].ssh_command(entry.user)) for entry in entries
+                      if len(nodes := course.nodes_of(entry)) > row), default=0)
         lines += 2 if widest > SWARM_LINE_CHARS else 1
     return lines > ROOMY_LINES
 

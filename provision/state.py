@@ -144,6 +144,7 @@ class ClassroomMeta(_Record):
     backend: str | None = None  # where the classroom was created: it stays there until `down`
     students: int | None = None  # the counts the last `up` asked for (never shrinking)
     swarm_nodes: int | None = None
+    routing_mesh: bool | None = None  # whether the hosts' kernel has IPVS (Swarm's routing mesh); None: not asked
     created_at: str | None = None
     expires_at: datetime | None = None
     course: CourseRecord | None = None

@@ -169,15 +169,16 @@ def free_port_base(count: int, low: int = 30000, high: int = 39000) -> int:
 
 
 def write_classroom_file(folder: Path, name: str, *, students: int = 3, swarm_nodes: int = 0,
-                         port_base: int | None = None, extra: str = "") -> Path:
-    """A classroom file for a test: its own name, no Swarm by default, ports ≥ 30000."""
+                         port_base: int | None = None, extra: str = "", swarm_mode: str = "shared") -> Path:
+    """A classroom file for a test: its own name, no Swarm by default (a shared cluster when
+    `swarm_nodes`, unless `swarm_mode` says per-student), ports ≥ 30000."""
     port_base = port_base if port_base is not None else free_port_base(students + 2)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "classroom.yaml"
     path.write_text(
         f"name: {name}\n"
         f"students: {students}\n"
-        f"swarm:\n  nodes: {swarm_nodes}\n"
+        f"swarm:\n  nodes: {swarm_nodes}\n  mode: {swarm_mode}\n"
         f"local:\n  ssh_port_base: {port_base}\n  public_host: 127.0.0.1\n"
         f"ttl: 2h\n" + extra
     )

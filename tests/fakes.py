@@ -130,8 +130,11 @@ class FakeHostWork:
         self._ready.add(machine.machine_id)
         return [f"account {name}" for name in sorted(hashes) if machine.student in (None, name)]
 
-    def wipe(self, machine, access, backend, student, *, keep_home=False):
+    def wipe(self, machine, access, backend, student, *, keep_home=False, keep_swarm=False):
         self.wiped.append(machine.name)
+        return []
+
+    def clean_swarm(self, cluster, access, backend):
         return []
 
     def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
@@ -147,14 +150,17 @@ class FakeHostWork:
                 on_done(machine)
         return results
 
-    def converge_swarm(self, machines, access, managers, progress):
+    def converge_swarm(self, machines, access, layout, progress):
         return SwarmReport(cluster_id=None, manager=None, nodes=[])
 
     def release_nodes(self, machines, access, names, progress):
         return []
 
-    def swarm_status(self, nodes, access):
+    def swarm_status(self, machines, access, layout):
         return SwarmStatus(nodes=[])
+
+    def routing_mesh(self, machines, access):
+        return None
 
 
 # --- recorders -------------------------------------------------------------------------------------

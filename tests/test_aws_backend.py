@@ -50,9 +50,9 @@ def aws_env(monkeypatch, tmp_path):
         yield
 
 
-def make_config(students: int = 2, swarm: int = 0, **aws) -> ClassroomConfig:
+def make_config(students: int = 2, swarm: int = 0, mode: str = "shared", **aws) -> ClassroomConfig:
     return ClassroomConfig.model_validate({
-        "name": "demo", "backend": "aws", "students": students, "swarm": {"nodes": swarm}, "ttl": "8h",
+        "name": "demo", "backend": "aws", "students": students, "swarm": {"nodes": swarm, "mode": mode}, "ttl": "8h",
         "aws": {"region": REGION, "instance_type": "t3.small", "allowed_cidr": "198.51.100.0/24", **aws}})
 
 

@@ -283,6 +283,21 @@ def test_preflight_refusals_are_one_line_exit_2_before_anything(cli, folder, eng
     assert nothing_kept(cli.home)
 
 
+def test_the_cost_and_the_vcpu_preflight_count_every_students_own_swarm_nodes(cli, folder, engine, monkeypatch):
+    # per-student (the default): 2 students, each their host and 2 more nodes: 6 instances
+    run = cli("up", "--swarm-nodes", "3")
+    assert run.exit_code == 2, run
+    expected = cost.estimate("t3.small", REGION, 6, DEFAULT_DISK_GB, 8.0).line()
+    assert one_error_line(run) == f"{expected}; add --yes to create these paid hosts"
+    use_backend(monkeypatch, pulumi_command=engine, clients=moto_clients(quota=8), ami_parameter=PARAMETER)
+    run = cli("up", "--yes", "--swarm-nodes", "3")
+    assert run.exit_code == 2, run
+    assert one_error_line(run).startswith(
+        "6 × t3.small need 12 vCPUs but the Running On-Demand Standard instances quota in eu-west-3 is 8 ")
+    assert engine.calls == [] and _instances("demo") == []
+    assert nothing_kept(cli.home)
+
+
 def test_a_built_image_is_refused_when_hosts_pull(cli, folder, engine):
     (folder / "vote").mkdir()
     (folder / "vote" / "Dockerfile").write_text("FROM scratch\n")

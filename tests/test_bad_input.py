@@ -71,6 +71,13 @@ CASES = [
          files={"bad.yaml": "name: {name}\nstudnets: 3\n"}),
     Case("file-unknown-nested-field", ["-f", "bad.yaml", "up"], "bad.yaml: local.ssh_port: unknown setting",
          files={"bad.yaml": "name: {name}\nlocal:\n  ssh_port: 30000\n"}),
+    Case("file-swarm-mode", ["-f", "bad.yaml", "up"],
+         "bad.yaml: swarm.mode: must be 'per-student' or 'shared' (got 'private')",
+         files={"bad.yaml": "name: {name}\nswarm:\n  mode: private\n"}),
+    Case("node-ports-past-65535", ["-f", "bad.yaml", "up"],
+         "local.ssh_port_base: 60000 leaves no room for the students' Swarm nodes (port 68030 would be needed): "
+         "lower it", files={"bad.yaml": "name: {name}\nstudents: 30\nswarm:\n  nodes: 9\nlocal:\n"
+                                          "  ssh_port_base: 60000\n"}, engine=True),
     Case("file-students-not-a-number", ["-f", "bad.yaml", "up"],
          "bad.yaml: students: must be a whole number (got 'many')", files={"bad.yaml": "name: {name}\nstudents: many\n"}),
     Case("file-bad-classroom-name", ["-f", "bad.yaml", "up"],

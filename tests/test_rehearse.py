@@ -25,7 +25,7 @@ from conftest import (
 )
 from provision.config import ClassroomConfig
 from provision.exercises import kept_from_students, pack_exercises
-from provision.ports import local_port_map
+from provision.ports import course_ports
 from provision.rehearse import scratch_config, scratch_name, scratch_port_base, tail_lines
 
 EXAMPLE = REPO / "examples" / "docker-intro"
@@ -87,15 +87,22 @@ def test_the_scratch_classroom_has_a_name_of_its_own():
 
 
 def test_the_scratch_host_takes_none_of_the_classrooms_ports():
+    """30 students with their own 3-node clusters from base 41000 (ports.py): SSH 41001-41030, their
+    nodes 42001-42030 and 43001-43030, 13 public ports each from 44001 to 44390."""
     config = ClassroomConfig.model_validate({"name": "t-rh-ports", "students": 30,
                                              "local": {"public_host": "127.0.0.1", "ssh_port_base": 41000}})
+    assert config.swarm.own_nodes == 3 and len(course_ports(config.port_ranges)) == 13
+    classroom = {*range(41001, 41031), *range(42001, 42031), *range(43001, 43031), *range(44001, 44391)}
     base = scratch_port_base(config)
-    ranges = config.port_ranges
-    scratch = {base + 1} | {public for _port, public in local_port_map(base, ranges, 1)}
-    classroom = set(range(41001, 41110)) | {public for index in range(1, 31)
-                                            for _port, public in local_port_map(41000, ranges, index)}
+    scratch = {base + 1, *range(base + 1001, base + 1014)}  # its one student, no nodes of its own
     assert base >= 41200 and not scratch & classroom
     assert scratch_config(config, base).local.ssh_port_base == base
+
+    # 100 public ports per student, 42001-45000: the scratch host's own block must start past them.
+    wide = ClassroomConfig.model_validate({"name": "t-rh-ports", "students": 30, "ports": ["8000-8099"],
+                                           "swarm": {"nodes": 0, "mode": "shared"},
+                                           "local": {"public_host": "127.0.0.1", "ssh_port_base": 41000}})
+    assert scratch_port_base(wide) >= 45000
 
 
 def test_a_failed_solutions_last_lines_are_cleaned():

@@ -28,7 +28,7 @@ from ..engine import connect_engine
 from ..errors import BadInput, ClassroomError, first_line
 from ..progress import NULL_PROGRESS, Progress
 from ..model import HostSpec, MachineState, Role
-from ..ports import PUBLISHED_OFFSET, local_port_map
+from ..ports import NODE_PORT_STEP, local_port_map, published_offset
 from ..roster import host_order
 from ..state import ClassroomState, HostKey
 from ..workers import worker_pool
@@ -39,6 +39,12 @@ MANAGED = {"classroom.managed-by": "classroom"}
 HOST_IMAGE_REPO = "classroom-host"
 BASE_IMAGE = "debian:bookworm-slim"
 SWARM_PORT_OFFSET = 100  # swarm-1 -> ssh_port_base + 101: clear of up to 100 students
+# Past this many hosts, `up` says how many and what memory they need before creating them.
+MANY_HOSTS = 40
+# What one provisioned, idle host holds in memory (sshd, dockerd and containerd in Swarm mode, a
+# student account): 45 MB on average and 53 MB at most over 12 hosts, measured with `docker stats`
+# by bench/bench_swarm_own.py; rounded up, for the course's own containers are not counted there.
+HOST_MEMORY_MB = 60
 HOST_KEY_FILE = "ssh_host_ed25519_key"  # the only HostKey of the image's sshd_config
 
 # What a nested Docker engine needs, and nothing more: Docker's default set (its containers get
@@ -159,6 +165,8 @@ class LocalBackend(Backend):
 
     def port_of(self, spec: HostSpec) -> int:
         base = self.config.local.ssh_port_base
+        if spec.node:
+            return base + spec.index + NODE_PORT_STEP * (spec.node - 1)
         return base + spec.index + (SWARM_PORT_OFFSET if spec.is_swarm else 0)
 
     def published_of(self, spec: HostSpec) -> list[tuple[int, int]]:
@@ -166,7 +174,8 @@ class LocalBackend(Backend):
         Swarm nodes."""
         if spec.is_swarm:
             return []
-        return local_port_map(self.config.local.ssh_port_base, self.config.port_ranges, spec.index)
+        return local_port_map(self.config.local.ssh_port_base, self.config.port_ranges, spec.index,
+                              self.config.swarm.own_nodes)
 
     @property
     def bind_address(self) -> str:
@@ -220,6 +229,10 @@ class LocalBackend(Backend):
         except docker.errors.ImageNotFound:
             self._require_base_image()  # before `up` writes any state, not in the middle of `ensure`
         ours = {m.name for m in self.machines() if m.state != "missing"}
+        highest = max((self.port_of(spec) for spec in hosts), default=0)
+        if highest > 65535:
+            raise BadInput(f"local.ssh_port_base: {self.config.local.ssh_port_base} leaves no room for the students' "
+                           f"Swarm nodes (port {highest} would be needed): lower it")
         for spec in hosts:
             if spec.name in ours:
                 continue
@@ -234,7 +247,14 @@ class LocalBackend(Backend):
                     raise BadInput(
                         f"port {public} (for {spec.name}'s port {course_port}) is already in use on this machine: "
                         f"set local.ssh_port_base to a free range (students' ports start at ssh_port_base + "
-                        f"{PUBLISHED_OFFSET + 1}; another classroom may use this one)")
+                        f"{published_offset(self.config.swarm.own_nodes) + 1}; another classroom may use this one)")
+
+    def capacity_note(self, hosts: list[HostSpec], new_hosts: list[HostSpec]) -> str | None:
+        if len(new_hosts) <= MANY_HOSTS:
+            return None
+        gigabytes = len(hosts) * HOST_MEMORY_MB / 1024
+        return (f"creating {len(new_hosts)} host(s) on this machine's Docker engine ({len(hosts)} in all): expect "
+                f"about {gigabytes:.1f} GB of memory while they are idle, more while students work")
 
     def ensure(self, hosts: list[HostSpec], admin_public_key: str,
                progress: Progress = NULL_PROGRESS, found: object | None = None) -> EnsureResult:
