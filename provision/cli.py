@@ -561,6 +561,69 @@ def extend(
         out.print(f"Access sheets updated: {result.sheets_dir / 'index.html'}")
 
 
+# --- rehearse --------------------------------------------------------------------------------------
+@app.command()
+def rehearse(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    timeout: int = typer.Option(900, "--timeout", min=10, help="Seconds each solution may take."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before creating a paid cloud host."),
+) -> None:
+    """Check the course before class: run each solutions/NN-name/solution.sh, in order, as a student.
+
+    On a scratch host made like a student's (same image, account, images and exercises; a classroom
+    of its own, NAME-rehearsal), removed afterwards, also on failure or Ctrl-C. The classroom NAME
+    itself is not touched. Exits 0 when every solution passes, 3 otherwise.
+    """
+    from . import rehearse as rehearsal
+    from .config import load_config
+    from .ui import RichProgress, console, out
+
+    opts: Options = ctx.obj
+    config = load_config(opts.file, {"--name": opts.name}, check_paths=True)
+    rehearsal.find_solutions(config)  # bad input fails before anything shows
+
+    def confirm(cost_line: str) -> bool:
+        if not _interactive():
+            raise BadInput(f"{cost_line}; add --yes to create this paid scratch host")
+        return typer.confirm(f"{cost_line}. Create it?", err=True)
+
+    progress = RichProgress()
+    with progress:
+        result = rehearsal.rehearse(config, progress, confirm=None if yes else confirm, timeout=timeout)
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        _render_rehearsal(result, out, console)
+    if result.leftovers:
+        raise ClassroomError(f"the scratch classroom {result.scratch!r} is not fully removed "
+                             f"({', '.join(result.leftovers)}): `classroom --name {result.scratch} down --yes`")
+    if not result.ok:
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+def _render_rehearsal(result, out, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"rehearsal of {result.classroom} (scratch host ready in {result.setup_seconds:.0f} s)",
+                  title_justify="left")
+    for column in ("exercise", "result", "time"):
+        table.add_column(column)
+    for run in result.exercises:
+        mark = "[green]pass[/]" if run.ok else "[red]fail[/]"
+        table.add_row(shown(run.name), mark, f"{run.seconds:.1f} s")
+    out.print(table)
+    for run in result.exercises:
+        if not run.ok:
+            code = "no exit code" if run.exit_code is None else f"exit {run.exit_code}"
+            console.print(f"[red]{shown(run.name)}[/] failed ({code}); its last lines:")
+            for line in run.tail:  # the scratch host's words: cleaned by the core, shown as plain text
+                console.print(f"  {clean(line)}", markup=False, highlight=False, soft_wrap=True)
+    passed = sum(1 for run in result.exercises if run.ok)
+    style = "green" if result.ok else "red"
+    out.print(f"[{style}]{passed}/{len(result.exercises)} exercise(s) pass.[/]")
+
+
 # --- entry point -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where exceptions become messages and exit codes."""
@@ -619,7 +682,9 @@ def _error(message: str) -> None:
 # What to do after Ctrl-C, by command: every changing command converges when run again.
 AFTER_INTERRUPT = {"up": "run `classroom up` again, it converges",
                    "reset": "run the same `classroom reset` again, it converges",
-                   "down": "run `classroom down` again, it removes what is left"}
+                   "down": "run `classroom down` again, it removes what is left",
+                   "rehearse": "its scratch host is removed on the way out, and another `classroom rehearse` "
+                                "removes any leftover first"}
 
 
 def _interrupted(exc: BaseException, command: str | None) -> None:

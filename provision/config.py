@@ -310,6 +310,8 @@ class ClassroomConfig(_Strict):
     # NN-name/check.sh, run as each student for `progress`: never copied to students.
     checks: Path | None = None
     web: WebConfig = WebConfig()
+    # `NN-name/solution.sh` per exercise, run by `classroom rehearse`; never copied to students.
+    solutions: Path | None = None
     swarm: SwarmConfig = SwarmConfig()
     sheets: SheetsConfig = SheetsConfig()
     preload: PreloadConfig = PreloadConfig()
@@ -415,6 +417,10 @@ class ClassroomConfig(_Strict):
     def web_path(self, path: Path | None) -> Path | None:
         """A `web.tls_*` file, relative to the classroom file."""
         return None if path is None else (self.base_dir / path).resolve()
+
+    @property
+    def solutions_dir(self) -> Path | None:
+        return None if self.solutions is None else (self.base_dir / self.solutions).resolve()
 
     def image_build_dir(self, image: ImageSpec) -> Path | None:
         return None if image.build is None else (self.base_dir / image.build).resolve()

@@ -46,10 +46,23 @@ class ExercisePack:
     files: int
 
 
-def pack_exercises(folder: Path) -> ExercisePack:
-    """Describe every entry (sorted, modes kept) and make sure the tar of that version exists."""
+# Folders of a course that are for the trainer only: a `solutions/` or `checks/` folder put inside
+# the exercises folder is never copied to students (nor is the folder `solutions:` names).
+TRAINER_ONLY = ("solutions", "checks")
+
+
+def kept_from_students(folder: Path, *named: Path | None) -> frozenset[Path]:
+    """The folders under `folder` that are not copied: its top-level TRAINER_ONLY ones, and the
+    `named` ones (the classroom file's `solutions:`), wherever they lie."""
+    return frozenset({(folder / name).resolve() for name in TRAINER_ONLY}
+                     | {path.resolve() for path in named if path is not None})
+
+
+def pack_exercises(folder: Path, skip: frozenset[Path] = frozenset()) -> ExercisePack:
+    """Describe every entry (sorted, modes kept) and make sure the tar of that version exists;
+    the folders in `skip` (kept_from_students) are left out."""
     found = []
-    for path in _walk(folder):
+    for path in _walk(folder, skip):
         relative = path.relative_to(folder).as_posix()
         if "\t" in relative or "\n" in relative:
             raise BadInput(f"exercises: file names with tabs or newlines are not supported: {relative!r}")
@@ -75,11 +88,11 @@ def pack_exercises(folder: Path) -> ExercisePack:
     return ExercisePack(archive, manifest, digest, sum(1 for e in entries if e[0] == "f"))
 
 
-def private_files(folder: Path) -> list[str]:
+def private_files(folder: Path, skip: frozenset[Path] = frozenset()) -> list[str]:
     """Course files that others may not read, and folders others may not enter (named with a
-    trailing /): a key or a note put there by mistake, most likely."""
+    trailing /): a key or a note put there by mistake, most likely. `skip`: as pack_exercises."""
     return [path.relative_to(folder).as_posix() + ("/" if stat.S_ISDIR(info.st_mode) else "")
-            for path in _walk(folder) if _private(info := path.lstat())]
+            for path in _walk(folder, skip) if _private(info := path.lstat())]
 
 
 def refuse_private_files(names: list[str]) -> None:
@@ -165,10 +178,10 @@ class _HashCache:
         os.replace(partial, self.path)
 
 
-def _walk(folder: Path):
+def _walk(folder: Path, skip: frozenset[Path] = frozenset()):
     for root, dirs, files in os.walk(folder):
-        dirs.sort()
         base = Path(root)
+        dirs[:] = sorted(name for name in dirs if (base / name).resolve() not in skip)
         for name in dirs:
             yield base / name
         for name in sorted(files):

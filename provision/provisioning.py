@@ -54,7 +54,7 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
 
     `rebuild=False` (reset) reuses a course image already built rather than building it again.
     """
-    from .exercises import pack_exercises
+    from .exercises import kept_from_students, pack_exercises
     from .images import CourseImage, prepare_images, reference
 
     config = room.config
@@ -64,7 +64,7 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
     else:  # each host pulls: the trainer's engine is never asked
         images = [CourseImage(reference(image.name), "-", None) for image in config.images]
     folder = config.exercises_dir
-    pack = pack_exercises(folder) if folder is not None else None
+    pack = pack_exercises(folder, kept_from_students(folder, config.solutions_dir)) if folder is not None else None
     return Course(images, pack, strategy, config.students_sudo)
 
 
@@ -72,10 +72,11 @@ def check_course(room: Classroom) -> None:
     """Refuse a course its preload strategy cannot deliver, or that would hand students files
     nobody meant them to have, before any host is created: with `pull` each host pulls from a
     registry, so an image built from the course folder would fail on every host."""
-    from .exercises import private_files, refuse_private_files
+    from .exercises import kept_from_students, private_files, refuse_private_files
 
-    if room.config.exercises_dir is not None:
-        refuse_private_files(private_files(room.config.exercises_dir))
+    folder = room.config.exercises_dir
+    if folder is not None:
+        refuse_private_files(private_files(folder, kept_from_students(folder, room.config.solutions_dir)))
     if room.preload_strategy != Strategy.PULL:
         return
     for index, image in enumerate(room.config.images):
