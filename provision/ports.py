@@ -47,6 +47,10 @@ def local_port_map(ssh_port_base: int, ranges: list[tuple[int, int]], index: int
 def local_ports_problem(ssh_port_base: int, ranges: list[tuple[int, int]], students: int,
                         own_nodes: int = 1) -> str | None:
     """Why these ports cannot be given to `students` students on the local backend, or None."""
+    highest_node = ssh_port_base + students + NODE_PORT_STEP * (own_nodes - 1)
+    if highest_node > 65535:
+        return (f"local.ssh_port_base: {ssh_port_base} leaves no room for the students' Swarm nodes (port "
+                f"{highest_node} would be needed): lower it")
     count = len(course_ports(ranges))
     if count > MAX_LOCAL_PORTS:
         return (f"ports: {count} ports per student, at most {MAX_LOCAL_PORTS} on the local backend (each costs a "

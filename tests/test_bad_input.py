@@ -75,9 +75,9 @@ CASES = [
          "bad.yaml: swarm.mode: must be 'per-student' or 'shared' (got 'private')",
          files={"bad.yaml": "name: {name}\nswarm:\n  mode: private\n"}),
     Case("node-ports-past-65535", ["-f", "bad.yaml", "up"],
-         "local.ssh_port_base: 60000 leaves no room for the students' Swarm nodes (port 68030 would be needed): "
-         "lower it", files={"bad.yaml": "name: {name}\nstudents: 30\nswarm:\n  nodes: 9\nlocal:\n"
-                                          "  ssh_port_base: 60000\n"}, engine=True),
+         "bad.yaml: local.ssh_port_base: 60000 leaves no room for the students' Swarm nodes (port 68030 would be "
+         "needed): lower it", files={"bad.yaml": "name: {name}\nstudents: 30\nswarm:\n  nodes: 9\nlocal:\n"
+                                                  "  ssh_port_base: 60000\n"}),
     Case("file-students-not-a-number", ["-f", "bad.yaml", "up"],
          "bad.yaml: students: must be a whole number (got 'many')", files={"bad.yaml": "name: {name}\nstudents: many\n"}),
     Case("file-bad-classroom-name", ["-f", "bad.yaml", "up"],
@@ -110,11 +110,11 @@ CASES = [
          "bad.yaml: students_sudo: must be a valid boolean (got 'maybe')",
          files={"bad.yaml": "name: {name}\nstudents_sudo: maybe\n"}),
     Case("file-public-ports-past-65535", ["-f", "bad.yaml", "up"],
-         "bad.yaml: ports: 50 students x 100 ports from local.ssh_port_base 60000 would end at public port 66000, "
+         "bad.yaml: ports: 50 students x 100 ports from local.ssh_port_base 60000 would end at public port 68000, "
          "past 65535: lower local.ssh_port_base or list fewer ports",
          files={"bad.yaml": "name: {name}\nstudents: 50\nports: ['8000-8099']\nlocal:\n  ssh_port_base: 60000\n"}),
     Case("option-students-push-public-ports-past-65535", ["-f", "bad.yaml", "up", "--students", "60"],
-         "bad.yaml: ports: 60 students x 80 ports from local.ssh_port_base 60000 would end at public port 65800, "
+         "bad.yaml: ports: 60 students x 80 ports from local.ssh_port_base 60000 would end at public port 67800, "
          "past 65535: lower local.ssh_port_base or list fewer ports",
          files={"bad.yaml": "name: {name}\nports: ['8000-8079']\nlocal:\n  ssh_port_base: 60000\n"}),
     Case("file-too-many-ports-for-local", ["-f", "bad.yaml", "up"],

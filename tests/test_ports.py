@@ -32,6 +32,27 @@ def test_each_student_gets_a_block_of_their_own_clear_of_every_ssh_port():
     assert min(publics) == base + PUBLISHED_OFFSET + 1
 
 
+def test_public_ports_start_past_the_ssh_ports_of_every_students_own_nodes():
+    from provision.config import ClassroomConfig
+    from provision.model import HostSpec, Role
+
+    base, students, nodes = 2200, 30, 3
+    config = ClassroomConfig(name="t-ports", students=students, swarm={"nodes": nodes},
+                             local={"ssh_port_base": base, "public_host": "127.0.0.1"})
+    from provision.backends.local import LocalBackend
+
+    backend = LocalBackend.__new__(LocalBackend)  # port arithmetic only: no engine
+    backend.config = config
+    specs = [HostSpec(f"student-{i:02d}", Role.STUDENT, f"student-{i:02d}", i) for i in range(1, students + 1)]
+    specs += [HostSpec(f"student-{i:02d}-node-{k}", Role.SWARM_WORKER, f"student-{i:02d}", i, node=k)
+              for i in range(1, students + 1) for k in range(2, nodes + 1)]
+    ssh = {backend.port_of(spec) for spec in specs}
+    publics = {public for spec in specs for _port, public in backend.published_of(spec)}
+    assert len(ssh) == len(specs) and len(publics) == students * 13
+    assert max(ssh) < min(publics)  # student-30-node-3 is 4230; student-01's port 80 is 5201
+    assert min(publics) == base + 3000 + 1
+
+
 def test_the_map_is_the_same_every_time_and_depends_on_the_base_and_the_index():
     assert local_port_map(30000, parse_ports([8080]), 2) == [(8080, 31002)]
     assert local_port_map(30000, parse_ports([8080]), 2) == local_port_map(30000, parse_ports([8080]), 2)
