@@ -50,13 +50,16 @@ HOST_KEY_FILE = "ssh_host_ed25519_key"  # the only HostKey of the image's sshd_c
 # What a nested Docker engine needs, and nothing more: Docker's default set (its containers get
 # these, so it must hold them) plus SYS_ADMIN (mounts, namespaces, cgroups) and NET_ADMIN
 # (bridges, iptables, the Swarm's overlay). Measured enough for docker run, -p, volumes,
-# networks, build, compose, swarm init/join. Left out, among others: SYS_MODULE, SYS_RAWIO,
-# SYS_BOOT, SYS_TIME, SYSLOG, DAC_READ_SEARCH (open_by_handle_at), SYS_PTRACE, and SYS_RESOURCE
-# (outside some engines' bounding set: --privileged fails there). So a student's
+# networks, build, compose, swarm init/join. SYS_PTRACE too: without it the nested engine cannot
+# enter the namespaces of a process of another user, so `docker exec` fails on any container whose
+# first process is not root (the official postgres and redis images: the course's `docker exec
+# db-server ps faux`); it reaches no further than the host's own processes. Left out, among others:
+# SYS_MODULE, SYS_RAWIO, SYS_BOOT, SYS_TIME, SYSLOG, DAC_READ_SEARCH (open_by_handle_at), and
+# SYS_RESOURCE (outside some engines' bounding set: --privileged fails there). So a student's
 # `docker run --cap-add ALL` or `--privileged` is refused by their host's engine.
 NESTED_ENGINE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
                       "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
-                      "SYS_ADMIN", "NET_ADMIN")
+                      "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE")
 # The engine's default seccomp profile cannot be kept: it refuses keyctl, which runc calls for every
 # nested container ("unable to join session keyring"). This one allows everything else and refuses
 # the kernel's riskiest entry points that neither an engine nor the course uses. (Not `bpf`: runc
