@@ -226,7 +226,7 @@ class LocalBackend(Backend):
                progress: Progress = NULL_PROGRESS, found: object | None = None) -> EnsureResult:
         image = self.ensure_host_image(progress)
         network = self._ensure_network()
-        existing = {c.labels.get("classroom.host"): c for c in self._containers()}
+        existing = {_labels_of(c).get("classroom.host"): c for c in self._containers(sparse=True)}
         todo = [spec for spec in hosts if existing.get(spec.name) is None
                 or existing[spec.name].status != "running"]
         progress.start("hosts", f"Starting {len(todo)} host(s)", total=len(todo))
@@ -254,21 +254,31 @@ class LocalBackend(Backend):
     def machines(self) -> list[Machine]:
         network = self.network_name
         result = []
-        for container in self._containers():
-            labels = container.labels
-            attrs = container.attrs
-            bindings = (attrs.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or [{}]
-            port = int(bindings[0].get("HostPort") or 0)
+        # The list's summaries (one engine call), not each container inspected (30 more calls, 0.4 s
+        # for 30 hosts, and every command lists more than once). Only a container that is not
+        # running lacks its published port there: that one is inspected.
+        for summary in self._containers(sparse=True):
+            attrs = summary.attrs
+            labels = _labels_of(summary)
+            port = next((int(p["PublicPort"]) for p in attrs.get("Ports") or []
+                         if p.get("PrivatePort") == 22 and p.get("PublicPort")), None)
+            if port is None:
+                try:
+                    inspected = self.client.containers.get(summary.id).attrs
+                except docker.errors.NotFound:
+                    continue  # removed meanwhile
+                bindings = (inspected.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or [{}]
+                port = int(bindings[0].get("HostPort") or 0)
             networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
             address = (networks.get(network) or {}).get("IPAddress") or None
             result.append(Machine(
-                name=labels.get("classroom.host", container.name),
+                name=labels.get("classroom.host", (attrs.get("Names") or ["?"])[0].lstrip("/")),
                 role=Role(labels.get("classroom.role", Role.STUDENT)),
                 student=labels.get("classroom.student") or None,
-                state=MachineState(container.status),
+                state=MachineState(summary.status),
                 ssh_host=self.ssh_host, ssh_port=port,
                 public_host=self.config.local.public_host, public_port=port,
-                private_address=address, machine_id=container.id,
+                private_address=address, machine_id=summary.id,
             ))
         return sorted(result, key=lambda m: host_order(m.name))
 
@@ -418,11 +428,12 @@ class LocalBackend(Backend):
                                         labels={LABEL: self.classroom, **MANAGED})
         return self.network_name
 
-    def _containers(self, host: str | None = None) -> list:
+    def _containers(self, host: str | None = None, sparse: bool = False) -> list:
+        """`sparse`: the list's summaries only, no inspect of each (labels: `_labels_of`)."""
         filters = self._filters()
         if host:
             filters = {"label": [filters["label"], f"classroom.host={host}"]}
-        return self.client.containers.list(all=True, filters=filters)
+        return self.client.containers.list(all=True, filters=filters, sparse=sparse)
 
     def _remove_volume(self, name: str) -> None:
         try:
@@ -467,6 +478,12 @@ class LocalBackend(Backend):
         except Exception:
             container.remove(force=True)
             raise
+
+
+def _labels_of(container) -> dict[str, str]:
+    """A container's labels, from a listing's summary (`attrs["Labels"]`) or an inspect."""
+    attrs = container.attrs
+    return attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
 
 
 # SIGHUP to sshd's listener only (its pid file, else the oldest sshd), after a syntax check: it
