@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import paramiko
+from fabric import Connection
 
 from .model import Machine, Role
 from .errors import last_line
@@ -88,10 +89,11 @@ def _parse(output: str) -> dict[str, list[tuple[str, ...]]]:
 
 def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str], *,
                images: bool = False, exercises: bool = False, password_login: bool = False,
-               repairable: bool = True) -> tuple[dict[str, bool], str | None]:
+               repairable: bool = True, connection: Connection | None = None) -> tuple[dict[str, bool], str | None]:
     """{check: ok} and why not, for one host. `hashes` are the sheet's, as state.py keeps them.
     `password_login`: also log in with the student's password (`up`, after changing hosts).
-    `repairable`: whether the backend can put a refused admin key back (Backend.can_repair_access)."""
+    `repairable`: whether the backend can put a refused admin key back (Backend.can_repair_access).
+    `connection`: an admin session already open on the host (the caller's, which it closes)."""
     checks = {"admin": False, "ssh": False, "docker": False}
     if images:
         checks["images"] = False
@@ -117,7 +119,7 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
         proof = pool.submit(_password_login, machine, access, user, passwords[user]) \
             if password_login and can_log_in else None
         try:
-            fields = _parse(_as_admin(machine, access, command))
+            fields = _parse(_as_admin(machine, access, command, connection))
             checks["admin"] = True
         except HostKeyMismatch as exc:
             return checks, exc.message  # not the host we made: not used (the proof pins the key too)
@@ -178,7 +180,9 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     return checks, "; ".join(details) or None
 
 
-def _as_admin(machine: Machine, access: AdminAccess, command: str) -> str:
+def _as_admin(machine: Machine, access: AdminAccess, command: str, connection: Connection | None = None) -> str:
+    if connection is not None:
+        return run(connection, command, timeout=60).stdout
     with opened(admin_connection(machine, access), CHECK_CONNECT_SECONDS) as connection:
         return run(connection, command, timeout=60).stdout
 

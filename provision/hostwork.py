@@ -29,6 +29,15 @@ class HostWork(Protocol):
                   backend: Backend, *, fresh_exercises: bool = False) -> list[str]:
         """Converge one host (engine, accounts, images, exercises); returns what changed."""
 
+    def provision_and_check(self, machine: Machine, hashes: dict[str, str], access: AdminAccess, course: Course,
+                            backend: Backend, passwords: dict[str, str], *, fresh_exercises: bool = False,
+                            new_host: bool = False, password_login: bool = False,
+                            repairable: bool = True) -> tuple[list[str], Checks]:
+        """`provision`, then `check` of the same host as soon as it is provisioned (`up`, `reset`):
+        what changed, and the checks. `new_host`: made by this run (nothing on it to compare
+        with: the course's images may go to it before its SSH answers). `password_login`: also
+        log in with the student's password for real, not only compare hashes."""
+
     def wipe(self, machine: Machine, access: AdminAccess, backend: Backend, student: str) -> list[str]:
         """Soft reset: the student's things gone, the engine as the course has it."""
 
@@ -61,6 +70,22 @@ class SshHostWork:
         from .provisioning import provision_host
 
         return provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
+
+    def provision_and_check(self, machine, hashes, access, course, backend, passwords, *, fresh_exercises=False,
+                            new_host=False, password_login=False, repairable=True):
+        from .checks import check_host
+        from .provisioning import provision_host
+
+        checked: list[Checks] = []
+
+        def check(session) -> None:  # on the session that provisioned: one SSH handshake less per host
+            checked.append(check_host(machine, access, passwords, hashes, images=bool(course.images),
+                                      exercises=course.exercises is not None, password_login=password_login,
+                                      repairable=repairable, connection=session))
+
+        changes = provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises,
+                                 new_host=new_host, then=check)
+        return changes, checked[0]
 
     def wipe(self, machine, access, backend, student):
         from .provisioning import admin_session

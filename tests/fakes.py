@@ -110,13 +110,15 @@ class FakeBackend(Backend):
 class FakeHostWork:
     """Hosts that converge at once. `broken`: host -> the error its provisioning raises;
     `unhealthy`: hosts whose checks fail; `interrupt_on`: the host whose provisioning gets Ctrl-C.
-    `provisioned` and `wiped` list the hosts worked on, in order."""
+    `provisioned` and `wiped` list the hosts worked on, in order; `provisioned_new` those the
+    command said it had just made (they get the course's images before SSH answers)."""
 
     broken: dict[str, str] = field(default_factory=dict)
     unhealthy: set[str] = field(default_factory=set)
     interrupt_on: str | None = None
     provisioned: list[str] = field(default_factory=list)
     wiped: list[str] = field(default_factory=list)
+    provisioned_new: list[str] = field(default_factory=list)
     _ready: set[str] = field(default_factory=set)  # machine IDs already converged
 
     def provision(self, machine, hashes, access, course, backend, *, fresh_exercises=False):
@@ -129,6 +131,14 @@ class FakeHostWork:
             return []
         self._ready.add(machine.machine_id)
         return [f"account {name}" for name in sorted(hashes) if machine.student in (None, name)]
+
+    def provision_and_check(self, machine, hashes, access, course, backend, passwords, *, fresh_exercises=False,
+                            new_host=False, password_login=False, repairable=True):
+        if new_host:
+            self.provisioned_new.append(machine.name)
+        changes = self.provision(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
+        return changes, self.check(machine, access, passwords, hashes, images=bool(course.images),
+                                   exercises=course.exercises is not None, repairable=repairable)
 
     def wipe(self, machine, access, backend, student):
         self.wiped.append(machine.name)
