@@ -199,7 +199,7 @@ def _password_login(machine: Machine, access: AdminAccess, user: str, password: 
 
 
 def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                on_done: Callable[[Machine], None] | None = None, *, password_login: bool = False,
+                on_done: Callable[[Machine], None] | None = None, *,
                 swarm_passwords: dict[str, str] | None = None,
                 ) -> dict[str, tuple[dict[str, bool], str | None]]:
     """check_host on every machine, as many at once as the classroom's `preload.parallel` allows.
@@ -218,7 +218,7 @@ def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, s
     def check_one(machine: Machine) -> tuple[dict[str, bool], str | None]:
         own = machine.role == Role.STUDENT
         return check_host(machine, access, passwords if own else swarm_passwords, hashes if own else swarm_hashes,
-                          images=images, exercises=exercises, password_login=password_login,
+                          images=images, exercises=exercises,
                           repairable=room.backend.can_repair_access)
 
     outcomes = in_parallel(

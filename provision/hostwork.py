@@ -35,8 +35,9 @@ class HostWork(Protocol):
                             repairable: bool = True) -> tuple[list[str], Checks]:
         """`provision`, then `check` of the same host as soon as it is provisioned (`up`, `reset`):
         what changed, and the checks. `new_host`: made by this run (nothing on it to compare
-        with: the course's images may go to it before its SSH answers). `password_login`: also
-        log in with the student's password for real, not only compare hashes."""
+        with: the course's images may go to it before its SSH answers). `password_login`: when
+        provisioning changed the host, also log in with the student's password for real, not
+        only compare hashes (a host that needed nothing is checked as `status` checks it)."""
 
     def wipe(self, machine: Machine, access: AdminAccess, backend: Backend, student: str) -> list[str]:
         """Soft reset: the student's things gone, the engine as the course has it."""
@@ -47,9 +48,8 @@ class HostWork(Protocol):
 
     def check_all(self, room: Classroom, machines: list[Machine], passwords: dict[str, str],
                   on_done: Callable[[Machine], None] | None = None, *,
-                  password_login: bool = False, swarm_passwords: dict[str, str] | None = None) -> dict[str, Checks]:
-        """Every host, checked at once: host name -> checks. `password_login`: also log in with
-        each student's password for real (after provisioning), not only compare hashes."""
+                  swarm_passwords: dict[str, str] | None = None) -> dict[str, Checks]:
+        """Every host, checked at once (`status`): host name -> checks."""
 
     def converge_swarm(self, machines: list[Machine], access: AdminAccess, managers: int,
                        progress: Progress) -> SwarmReport:
@@ -78,9 +78,10 @@ class SshHostWork:
 
         checked: list[Checks] = []
 
-        def check(session) -> None:  # on the session that provisioned: one SSH handshake less per host
+        def check(session, changes: list[str]) -> None:  # on the session that provisioned: one handshake less
             checked.append(check_host(machine, access, passwords, hashes, images=bool(course.images),
-                                      exercises=course.exercises is not None, password_login=password_login,
+                                      exercises=course.exercises is not None,
+                                      password_login=password_login and bool(changes),
                                       repairable=repairable, connection=session))
 
         changes = provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises,
@@ -100,11 +101,10 @@ class SshHostWork:
         return check_host(machine, access, passwords, hashes, images=images, exercises=exercises,
                           repairable=repairable)
 
-    def check_all(self, room, machines, passwords, on_done=None, *, password_login=False, swarm_passwords=None):
+    def check_all(self, room, machines, passwords, on_done=None, *, swarm_passwords=None):
         from .checks import check_hosts
 
-        return check_hosts(room, machines, passwords, on_done=on_done, password_login=password_login,
-                           swarm_passwords=swarm_passwords)
+        return check_hosts(room, machines, passwords, on_done=on_done, swarm_passwords=swarm_passwords)
 
     def converge_swarm(self, machines, access, managers, progress):
         from .swarm import converge_swarm

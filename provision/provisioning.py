@@ -142,9 +142,10 @@ def admin_session(machine: Machine, access: AdminAccess, backend: Backend | None
 def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess,
                    course: Course | None = None, backend: Backend | None = None,
                    fresh_exercises: bool = False, new_host: bool = False,
-                   then: Callable[[Connection], None] | None = None) -> list[str]:
-    """Converge one host; returns what changed (empty when it was already right). `then(session)`
-    runs on the same admin session once the host is provisioned (the checks: one handshake less).
+                   then: Callable[[Connection, list[str]], None] | None = None) -> list[str]:
+    """Converge one host; returns what changed (empty when it was already right). `then(session,
+    changes)` runs on the same admin session once the host is provisioned (the checks: one
+    handshake less).
 
     `hashes` are the students' password hashes (state.py): a host never gets a password.
     `new_host`: made by this run, so it has no image yet: the saved images go to it through the
@@ -159,7 +160,7 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
                 sent = _sent(upload)  # on the host by now, or sent again by push_images
                 changes += _converge(connection, machine, hashes, course, backend, fresh_exercises, sent)
                 if then is not None:
-                    then(connection)
+                    then(connection, changes)
                 return changes
     except Exception as exc:
         reason = stopped_meanwhile(machine_gone(backend, machine))
@@ -257,8 +258,8 @@ def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[st
 
     def provision_and_check(machine: Machine) -> list[str]:
         """Each host is checked as its students as soon as it is provisioned, on the same admin
-        session: no wait for the slowest host in between, one handshake less per host. The hosts
-        just changed: each student's password is also tried for real, up to authentication."""
+        session: no wait for the slowest host in between, one handshake less per host. On a host
+        that changed, each student's password is also tried for real, up to authentication."""
         own = machine.role == Role.STUDENT
         changes, verified[machine.name] = room.remote.provision_and_check(
             machine, hashes if own else swarm_hashes, access, course, room.backend,

@@ -149,7 +149,7 @@ class FakeHostWork:
             return {**ALL_OK, "docker": False}, "docker does not answer"
         return dict(ALL_OK), None
 
-    def check_all(self, room, machines, passwords, on_done=None, *, password_login=False, swarm_passwords=None):
+    def check_all(self, room, machines, passwords, on_done=None, *, swarm_passwords=None):
         results = {}
         for machine in machines:
             results[machine.name] = self.check(machine, None, passwords, {}, images=False, exercises=False)
