@@ -71,7 +71,8 @@ def check_user(machine: Machine, hashes: dict[str, str]) -> str | None:
 
 def check_command(accounts: list[str], user: str | None, *, images: bool, exercises: bool) -> str:
     """Root's part (the accounts' hashes and logins), then the student's part as `user`."""
-    return script_command("status_host.sh", script("status_student.sh"), IMAGES_FILE if images else "",
+    return script_command("status_host.sh", script("status_student.sh"), script("engine_images.sh"),
+                          IMAGES_FILE if images else "",
                           EXERCISES_DIR if exercises else "", user or "", *accounts)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fabric import Connection
 
 from .images import CourseImage
-from .ssh import RemoteError, check, script_command
+from .ssh import RemoteError, check, script, script_command
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Machine
@@ -26,7 +26,8 @@ UPLOAD_DIR = "/var/tmp/classroom"
 
 def image_ids(connection: Connection, names: list[str]) -> tuple[dict[str, str | None], str]:
     """The ID of each named image on the host (None where missing), and the recorded list."""
-    answer = check(connection, script_command("images_list.sh", IMAGES_FILE), what="listing images")
+    answer = check(connection, script_command("images_list.sh", IMAGES_FILE, script("engine_images.sh")),
+                   what="listing images")
     listing, _, recorded = answer.partition("--\n")
     on_host = dict(line.rsplit(" ", 1) for line in listing.splitlines() if " " in line)
     return {name: on_host.get(name) for name in names}, recorded
