@@ -566,17 +566,15 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         def reset_one(spec: HostSpec) -> ResetReport:
             started = time.monotonic()
             machine = machines.get(spec.name)
-            changes = []
             replaced = hard or machine is None or not machine.running
             if replaced:
                 machine = backend.replace(spec, key.public_line)
-            else:  # engine started first, every Docker error fatal, leftovers looked for
-                changes = remote.wipe(machine, room.admin_access(), backend, spec.student or "")
             own, own_hashes = (swarm_passwords, swarm_hashes) if spec.is_swarm else (passwords, hashes)
-            provisioned, (checks, detail) = remote.provision_and_check(
+            # Soft: the wipe starts the engine first, fails on any Docker error, looks for leftovers.
+            changes, (checks, detail) = remote.provision_and_check(
                 machine, own_hashes, room.admin_access(), course, backend, own, fresh_exercises=True,
-                new_host=replaced, repairable=backend.can_repair_access)
-            changes += provisioned
+                new_host=replaced, wipe=None if replaced else spec.student or "",
+                repairable=backend.can_repair_access)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
             return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)

@@ -31,16 +31,15 @@ class HostWork(Protocol):
 
     def provision_and_check(self, machine: Machine, hashes: dict[str, str], access: AdminAccess, course: Course,
                             backend: Backend, passwords: dict[str, str], *, fresh_exercises: bool = False,
-                            new_host: bool = False, password_login: bool = False,
+                            new_host: bool = False, wipe: str | None = None, password_login: bool = False,
                             repairable: bool = True) -> tuple[list[str], Checks]:
-        """`provision`, then `check` of the same host as soon as it is provisioned (`up`, `reset`):
-        what changed, and the checks. `new_host`: made by this run (nothing on it to compare
-        with: the course's images may go to it before its SSH answers). `password_login`: when
+        """`provision`, then `check` of the same host as soon as it is provisioned (`up`, `reset`),
+        on one session: what changed, and the checks. `new_host`: made by this run (nothing on it
+        to compare with: the course's images may go to it before its SSH answers). `wipe`: the
+        student whose things go first (soft reset: the engine as the course has it, the student's
+        containers, volumes, networks, other images and home folder gone). `password_login`: when
         provisioning changed the host, also log in with the student's password for real, not
         only compare hashes (a host that needed nothing is checked as `status` checks it)."""
-
-    def wipe(self, machine: Machine, access: AdminAccess, backend: Backend, student: str) -> list[str]:
-        """Soft reset: the student's things gone, the engine as the course has it."""
 
     def check(self, machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str],
               *, images: bool, exercises: bool, repairable: bool = True) -> Checks:
@@ -72,9 +71,10 @@ class SshHostWork:
         return provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
 
     def provision_and_check(self, machine, hashes, access, course, backend, passwords, *, fresh_exercises=False,
-                            new_host=False, password_login=False, repairable=True):
+                            new_host=False, wipe=None, password_login=False, repairable=True):
         from .checks import check_host
         from .provisioning import provision_host
+        from .reset import wipe_student
 
         checked: list[Checks] = []
 
@@ -85,15 +85,9 @@ class SshHostWork:
                                       repairable=repairable, connection=session))
 
         changes = provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises,
-                                 new_host=new_host, then=check)
+                                 new_host=new_host, then=check,
+                                 first=None if wipe is None else lambda session: wipe_student(session, wipe))
         return changes, checked[0]
-
-    def wipe(self, machine, access, backend, student):
-        from .provisioning import admin_session
-        from .reset import wipe_student
-
-        with admin_session(machine, access, backend) as connection:
-            return wipe_student(connection, student)
 
     def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
         from .checks import check_host

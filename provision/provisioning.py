@@ -142,10 +142,11 @@ def admin_session(machine: Machine, access: AdminAccess, backend: Backend | None
 def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess,
                    course: Course | None = None, backend: Backend | None = None,
                    fresh_exercises: bool = False, new_host: bool = False,
+                   first: Callable[[Connection], list[str]] | None = None,
                    then: Callable[[Connection, list[str]], None] | None = None) -> list[str]:
-    """Converge one host; returns what changed (empty when it was already right). `then(session,
-    changes)` runs on the same admin session once the host is provisioned (the checks: one
-    handshake less).
+    """Converge one host; returns what changed (empty when it was already right). On the same
+    admin session (one handshake), `first(session)` runs before (a soft reset's wipe: what it
+    returns counts as changes) and `then(session, changes)` once the host is provisioned (the checks).
 
     `hashes` are the students' password hashes (state.py): a host never gets a password.
     `new_host`: made by this run, so it has no image yet: the saved images go to it through the
@@ -158,6 +159,8 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
             upload = pool.submit(upload_early, backend, machine, course.images) if early else None
             with admin_session(machine, access, backend, changes) as connection:
                 sent = _sent(upload)  # on the host by now, or sent again by push_images
+                if first is not None:
+                    changes += first(connection)
                 changes += _converge(connection, machine, hashes, course, backend, fresh_exercises, sent)
                 if then is not None:
                     then(connection, changes)

@@ -133,16 +133,14 @@ class FakeHostWork:
         return [f"account {name}" for name in sorted(hashes) if machine.student in (None, name)]
 
     def provision_and_check(self, machine, hashes, access, course, backend, passwords, *, fresh_exercises=False,
-                            new_host=False, password_login=False, repairable=True):
+                            new_host=False, wipe=None, password_login=False, repairable=True):
         if new_host:
             self.provisioned_new.append(machine.name)
+        if wipe is not None:
+            self.wiped.append(machine.name)
         changes = self.provision(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
         return changes, self.check(machine, access, passwords, hashes, images=bool(course.images),
                                    exercises=course.exercises is not None, repairable=repairable)
-
-    def wipe(self, machine, access, backend, student):
-        self.wiped.append(machine.name)
-        return []
 
     def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
         if machine.name in self.unhealthy:
