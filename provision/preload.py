@@ -42,7 +42,9 @@ def send_file(connection: Connection, backend: Backend, machine: Machine, local,
 
 
 def upload_path(image: CourseImage) -> str:
-    return f"{UPLOAD_DIR}/{image.image_id.split(':')[-1][:20]}.tar"
+    """Where an image's tar lands on a host: one path per image ID and name (the cache's file
+    name), so that two names of one ID never share an upload (they are loaded side by side)."""
+    return f"{UPLOAD_DIR}/{image.archive.name if image.archive else image.image_id.split(':')[-1][:20] + '.tar'}"
 
 
 def upload_early(backend: Backend, machine: Machine, images: list[CourseImage]) -> dict[str, str]:
@@ -68,14 +70,18 @@ def push_images(connection: Connection, backend: Backend, machine: Machine,
     unused = [sent[i.name] for i in images if i.name in sent and have.get(i.name) == i.image_id]
     if unused:
         check(connection, shlex.join(["rm", "-f", *unused]), what="removing unused uploads")
+    uploads = []
     for image in images:
         if have.get(image.name) == image.image_id:
             continue
         remote = sent.get(image.name) or upload_path(image)
         if image.name not in sent:
             send_file(connection, backend, machine, image.archive, remote)
-        check(connection, script_command("images_load.sh", remote), what=f"loading {image.name}", timeout=600)
+        uploads.append(remote)
         loaded.append(image.name)
+    if uploads:
+        check(connection, script_command("images_load.sh", *uploads), what=f"loading {', '.join(loaded)}",
+              timeout=600)
     if loaded:
         after, _ = image_ids(connection, [i.name for i in images])
         wrong = [i.name for i in images if after.get(i.name) != i.image_id]
