@@ -9,7 +9,7 @@ runs every command through the login shell, and Debian's bash sources ~/.bashrc 
 `ssh host cmd`).
 
 So `ssh` means "the student can log in with the sheet's password" without a password being
-sent: `status` costs one session per host. `up` (and only `up`, after changing hosts) also logs
+sent: `status` costs one session per host. `up` (and only `up`, on each host it changed) also logs
 in with the student's password, on that student's own host only and only up to authentication
 (no shell): a shared Swarm node, where every student is root through Docker, never receives one.
 
