@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import REPO, classroom_cmd, floor_seconds, row  # noqa: F401  (REPO puts the package on sys.path)
+from common import REPO, CpuMeter, classroom_cmd, floor_seconds, row  # noqa: F401  (REPO puts the package on sys.path)
 
 
 def make_course(folder: Path, students: int, port_base: int, megabytes: int) -> None:
@@ -59,16 +59,21 @@ def main() -> None:
 
     def timed(label: str, *command: str, cwd: Path = work) -> None:
         load = os.getloadavg()[0]
-        seconds, result = classroom_cmd(*command, cwd=cwd, home=home)
+        with CpuMeter("bench-accounts" if cwd == bare else "bench-preload") as cpu:
+            seconds, result = classroom_cmd(*command, cwd=cwd, home=home)
         figures[label] = (seconds, load)
-        # As taken (a later failure keeps it), with the command's own stage times: where it went.
+        # As taken (a later failure keeps it), with the command's own stage times and where the
+        # CPU went: the remaining time, explained.
         stages = [line.strip() for line in (result.stdout + result.stderr).splitlines() if "done in" in line]
+        stages.append(cpu.line())
         print(f"  {label}: {seconds:.2f} s (load {load:.1f})" + "".join(f"\n      {s}" for s in stages), flush=True)
 
     def floor(label: str) -> None:
         load = os.getloadavg()[0]
-        figures[label] = (floor_seconds(n, args.port_base + 500, home), load)
-        print(f"  {label}: {figures[label][0]:.2f} s (load {load:.1f})", flush=True)
+        with CpuMeter("-") as cpu:
+            figures[label] = (floor_seconds(n, args.port_base + 500, home), load)
+        print(f"  {label}: {figures[label][0]:.2f} s (load {load:.1f})\n      machine busy {cpu.busy:.2f} CPU-s",
+              flush=True)
 
     try:
         # Each `up` from nothing right after a floor of its own: on a shared machine the load
