@@ -72,7 +72,8 @@ def main() -> None:
         load = os.getloadavg()[0]
         with CpuMeter("-") as cpu:
             figures[label] = (floor_seconds(n, args.port_base + 500, home), load)
-        print(f"  {label}: {figures[label][0]:.2f} s (load {load:.1f})\n      machine busy {cpu.busy:.2f} CPU-s",
+        print(f"  {label}: {figures[label][0]:.2f} s (load {load:.1f})\n      machine busy {cpu.busy:.2f} CPU-s "
+              "(with the bare hosts' removal)",
               flush=True)
 
     try:

@@ -158,10 +158,10 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
         with worker_pool(1) as pool:
             upload = pool.submit(upload_early, backend, machine, course.images) if early else None
             with admin_session(machine, access, backend, changes) as connection:
-                sent = _sent(upload)  # on the host by now, or sent again by push_images
                 if first is not None:
                     changes += first(connection)
-                changes += _converge(connection, machine, hashes, course, backend, fresh_exercises, sent)
+                changes += _converge(connection, machine, hashes, course, backend, fresh_exercises,
+                                     sent=lambda: _sent(upload))
                 if then is not None:
                     then(connection, changes)
                 return changes
@@ -173,16 +173,17 @@ def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess
 
 
 def _converge(connection: Connection, machine: Machine, hashes: dict[str, str], course: Course,
-              backend: Backend | None, fresh_exercises: bool, sent: dict[str, str]) -> list[str]:
+              backend: Backend | None, fresh_exercises: bool, sent: Callable[[], dict[str, str]]) -> list[str]:
     """Engine, accounts, images, exercises, in that order, on an open admin session: the engine
     first, so that a host whose root shell fails says so at once (the accounts' step sends stdin,
-    which such a shell never reads)."""
+    which such a shell never reads). `sent()`: the images' tars already sent early (waited for
+    only when the images' turn comes)."""
     changes = ["docker engine started"] if ensure_engine(connection) else []
     accounts = accounts_for(machine, hashes)
     changes += ensure_accounts(connection, accounts)
     if course.images:
         if course.strategy == Strategy.PUSH:
-            loaded = push_images(connection, backend, machine, course.images, sent)
+            loaded = push_images(connection, backend, machine, course.images, sent())
         else:
             loaded = pull_images(connection, course.images)
         changes += [f"image {name}" for name in loaded]
@@ -194,7 +195,8 @@ def _converge(connection: Connection, machine: Machine, hashes: dict[str, str], 
 
 
 def _sent(upload: Future | None) -> dict[str, str]:
-    """What the early upload put on the host; nothing when it failed (push_images sends it again)."""
+    """What the early upload put on the host (waited for); nothing when it failed (push_images
+    sends it again)."""
     if upload is None:
         return {}
     try:
