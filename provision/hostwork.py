@@ -25,25 +25,18 @@ Checks = tuple[dict[str, bool], str | None]  # {check: ok}, and why not
 
 
 class HostWork(Protocol):
-    def provision(self, machine: Machine, hashes: dict[str, str], access: AdminAccess, course: Course,
-                  backend: Backend, *, fresh_exercises: bool = False) -> list[str]:
-        """Converge one host (engine, accounts, images, exercises); returns what changed."""
-
     def provision_and_check(self, machine: Machine, hashes: dict[str, str], access: AdminAccess, course: Course,
                             backend: Backend, passwords: dict[str, str], *, fresh_exercises: bool = False,
                             new_host: bool = False, wipe: str | None = None, password_login: bool = False,
                             repairable: bool = True) -> tuple[list[str], Checks]:
-        """`provision`, then `check` of the same host as soon as it is provisioned (`up`, `reset`),
-        on one session: what changed, and the checks. `new_host`: made by this run (nothing on it
+        """Converge one host (engine, accounts, images, exercises), then check it as its student
+        sees it as soon as it is provisioned (`up`, `reset`), on one session: what changed, and
+        the checks. `new_host`: made by this run (nothing on it
         to compare with: the course's images may go to it before its SSH answers). `wipe`: the
         student whose things go first (soft reset: the engine as the course has it, the student's
         containers, volumes, networks, other images and home folder gone). `password_login`: when
         provisioning changed the host, also log in with the student's password for real, not
         only compare hashes (a host that needed nothing is checked as `status` checks it)."""
-
-    def check(self, machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str],
-              *, images: bool, exercises: bool, repairable: bool = True) -> Checks:
-        """One host, checked as its student sees it."""
 
     def check_all(self, room: Classroom, machines: list[Machine], passwords: dict[str, str],
                   on_done: Callable[[Machine], None] | None = None, *,
@@ -65,11 +58,6 @@ class HostWork(Protocol):
 class SshHostWork:
     """The real thing: Fabric sessions as the classroom's admin."""
 
-    def provision(self, machine, hashes, access, course, backend, *, fresh_exercises=False):
-        from .provisioning import provision_host
-
-        return provision_host(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
-
     def provision_and_check(self, machine, hashes, access, course, backend, passwords, *, fresh_exercises=False,
                             new_host=False, wipe=None, password_login=False, repairable=True):
         from .checks import check_host
@@ -88,12 +76,6 @@ class SshHostWork:
                                  new_host=new_host, then=check,
                                  first=None if wipe is None else lambda session: wipe_student(session, wipe))
         return changes, checked[0]
-
-    def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
-        from .checks import check_host
-
-        return check_host(machine, access, passwords, hashes, images=images, exercises=exercises,
-                          repairable=repairable)
 
     def check_all(self, room, machines, passwords, on_done=None, *, swarm_passwords=None):
         from .checks import check_hosts

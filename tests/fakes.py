@@ -121,7 +121,7 @@ class FakeHostWork:
     provisioned_new: list[str] = field(default_factory=list)
     _ready: set[str] = field(default_factory=set)  # machine IDs already converged
 
-    def provision(self, machine, hashes, access, course, backend, *, fresh_exercises=False):
+    def _provision(self, machine, hashes):
         self.provisioned.append(machine.name)
         if machine.name == self.interrupt_on:
             raise KeyboardInterrupt
@@ -138,11 +138,9 @@ class FakeHostWork:
             self.provisioned_new.append(machine.name)
         if wipe is not None:
             self.wiped.append(machine.name)
-        changes = self.provision(machine, hashes, access, course, backend, fresh_exercises=fresh_exercises)
-        return changes, self.check(machine, access, passwords, hashes, images=bool(course.images),
-                                   exercises=course.exercises is not None, repairable=repairable)
+        return self._provision(machine, hashes), self._check(machine)
 
-    def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
+    def _check(self, machine):
         if machine.name in self.unhealthy:
             return {**ALL_OK, "docker": False}, "docker does not answer"
         return dict(ALL_OK), None
@@ -150,7 +148,7 @@ class FakeHostWork:
     def check_all(self, room, machines, passwords, on_done=None, *, swarm_passwords=None):
         results = {}
         for machine in machines:
-            results[machine.name] = self.check(machine, None, passwords, {}, images=False, exercises=False)
+            results[machine.name] = self._check(machine)
             if on_done:
                 on_done(machine)
         return results
