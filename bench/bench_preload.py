@@ -102,7 +102,7 @@ def main() -> None:
              ("bare", f"up, accounts only ({n} hosts)", figures["floor2"][0], "target <= 1.3 x floor (the one above)"),
              ("again", "second up (ready classroom)", None, "target <= 3 s"),
              ("again2", "third up (ready classroom)", None, "target <= 3 s"),
-             ("status", "status", None, "target <= 1.5 s"),
+             ("status", f"status ({n} hosts)", None, "target <= 1.5 s"),
              ("soft", "reset (soft, one student)", None, "target <= 2 s (whole command)"),
              ("soft2", "reset (soft, again)", None, "target <= 2 s (whole command)"),
              ("hard", "reset --hard (one student)", None, "target <= 8 s (whole command)"),
