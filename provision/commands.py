@@ -228,7 +228,8 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
             renewed.append(f"the classroom's record {state.path / META_FILE}, which was missing: rebuilt from its "
                            f"{len(existing)} host(s); its expiry could not be read back and restarted from now")
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
-        reports = provision_hosts(room, machines, passwords, access, course, swarm_passwords)
+        reports = provision_hosts(room, machines, passwords, access, course, swarm_passwords,
+                                  new_hosts={m.name for m in machines} - made_before)
         present = {m.name for m in machines}
         reports += [HostReport(h.name, h.role, "-", 0, ok=False,
                                error=ensured.failures.get(h.name, "the machine was not created"))
@@ -659,18 +660,15 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False, keep_home:
         def reset_one(spec: HostSpec) -> ResetReport:
             started = time.monotonic()
             machine = machines.get(spec.name)
-            changes = []
-            if hard or machine is None or not machine.running:
+            replaced = hard or machine is None or not machine.running
+            if replaced:
                 machine = backend.replace(spec, key.public_line)
-            else:  # engine started first, every Docker error fatal, leftovers looked for
-                changes = remote.wipe(machine, room.admin_access(), backend, spec.student or "", keep_home=keep_home,
-                                      keep_swarm=keep_swarm and spec.student in owners)
             own, own_hashes = (swarm_passwords, swarm_hashes) if spec.is_shared_node else (passwords, hashes)
-            changes += remote.provision(machine, own_hashes, room.admin_access(), course, backend,
-                                        fresh_exercises=not keep_home)
-            checks, detail = remote.check(machine, room.admin_access(), own, own_hashes, images=bool(course.images),
-                                          exercises=course.exercises is not None,
-                                          repairable=backend.can_repair_access)
+            # Soft: the wipe starts the engine first, fails on any Docker error, looks for leftovers.
+            changes, (checks, detail) = remote.provision_and_check(
+                machine, own_hashes, room.admin_access(), course, backend, own, fresh_exercises=not keep_home,
+                new_host=replaced, wipe=None if replaced else spec.student or "", keep_home=keep_home,
+                keep_swarm=keep_swarm and spec.student in owners, repairable=backend.can_repair_access)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
             return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)

@@ -71,7 +71,7 @@ def pack_exercises(folder: Path, skip: frozenset[Path] = frozenset()) -> Exercis
             found.append((path, relative, info))  # symlinks and devices have no place in a course folder
     refuse_private_files([relative + ("/" if stat.S_ISDIR(info.st_mode) else "")
                           for _path, relative, info in found if _private(info)])
-    hashes = _HashCache(folder)
+    hashes = FileHashes(folder)
     entries: list[tuple[str, int, str, str]] = []
     for path, relative, info in found:
         mode = stat.S_IMODE(info.st_mode)
@@ -142,9 +142,10 @@ def _write_tar(folder: Path, relatives: list[str], archive: Path) -> None:
             os.unlink(partial)
 
 
-class _HashCache:
-    """sha256 of each course file, kept while its size, mtime and inode stay the same: a second
-    `up` of a course with a 1.5 GB file reads none of it. One small file per exercises folder."""
+class FileHashes:
+    """sha256 of each file of a course folder (exercises, an image's build folder), kept while its
+    size, mtime and inode stay the same: a second `up` of a course with a 1.5 GB file reads none
+    of it. One small file per folder in the cache."""
 
     def __init__(self, folder: Path):
         key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]

@@ -8,6 +8,7 @@ in English or French. Sheets carry passwords, so every file is written mode 0600
 from __future__ import annotations
 
 import ipaddress
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -341,6 +342,14 @@ def _check_file_stem(student: str) -> None:
 
 
 def _write(path: Path, content: str) -> Path:
+    # Every `up` renders the sheets again: one that did not change is not rewritten (each write is
+    # an fsync, 60 of them for 30 students).
+    try:
+        info = path.lstat()  # a plain file of ours, private, with this very content
+        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077 == 0 and path.read_text(encoding="utf-8") == content:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
     write_private(path, content)
     return path
 

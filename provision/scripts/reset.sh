@@ -79,7 +79,8 @@ remove_images() {
 
 wipe() {
   U=$1
-  docker info >/dev/null 2>&1 || { echo "the host's Docker engine does not answer" >&2; exit 1; }
+  curl -sf --max-time 10 --unix-socket /var/run/docker.sock http://engine/_ping >/dev/null 2>&1 \
+    || docker info >/dev/null 2>&1 || { echo "the host's Docker engine does not answer" >&2; exit 1; }
   W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
   if [ "$KEEP" != keep-swarm ] && [ "$(swarm_state)" != inactive ]; then docker swarm leave --force >/dev/null; fi
   ids=$(docker ps -aq)
@@ -91,7 +92,8 @@ wipe() {
   [ -z "$vols" ] || docker volume rm -f $vols >/dev/null
   remove_images || remove_images || { cat "$W/error" >&2; exit 1; }
   docker builder prune -af >/dev/null
-  pkill -KILL -u "$U" 2>/dev/null || true; sleep 0.2; pkill -KILL -u "$U" 2>/dev/null || true
+  # Again while any was left (one may have forked meanwhile); no wait at all when none ran.
+  i=0; while pkill -KILL -u "$U" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.05; i=$((i + 1)); done
   H=$(getent passwd "$U" | cut -d: -f6)
   case "$H" in /home/?*) ;; *) echo "unexpected home folder for $U: $H" >&2; exit 1;; esac
   if [ "$KEEP_HOME" != keep-home ]; then
