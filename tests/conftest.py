@@ -150,20 +150,25 @@ def port_free(port: int, address: str = "127.0.0.1") -> bool:
     return probe(address, port)
 
 
-def free_port_base(count: int, low: int = 30000, high: int = 39000) -> int:
+def free_port_base(count: int) -> int:
     """A base B such that B+1 … B+count are free now, and so are the students' public ports of
-    the default course ports (B+1001 …, provision/ports.py), picked at random in [low, high)."""
+    the default course ports (B+1001 …, B+2001 … or B+3001 … with 1 to 3 nodes of their own,
+    provision/ports.py). Below this machine's ephemeral port range: an outgoing connection (an
+    SSH session, the engine's proxies) takes a local port from there at any moment, so a port
+    found free there may be taken by the time `up` binds it."""
     import random
 
-    from provision.ports import PUBLISHED_OFFSET
+    from provision.ports import published_offset
 
+    ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     # The default `ports:` are 13 per student, and test classrooms have few students (a
     # larger `count` spans the Swarm nodes' SSH ports, which publish no course port).
     public = min(count, MAX_STUDENTS_IN_TESTS) * 13
+    low, high = 12000, min(ephemeral, 32768) - published_offset(3) - public - 1
     for _ in range(200):
         base = random.randrange(low, high - count - 1, 10)
-        if all(port_free(base + i) for i in range(1, count + 1)) and \
-                all(port_free(base + PUBLISHED_OFFSET + i) for i in range(1, public + 1)):
+        if all(port_free(base + i) for i in range(1, count + 1)) and all(
+                port_free(base + published_offset(nodes) + i) for nodes in (1, 2, 3) for i in range(1, public + 1)):
             return base
     raise RuntimeError(f"no {count} free ports in {low}-{high}")
 
@@ -434,7 +439,7 @@ def make_room(engine, tmp_path_factory, tiny_image, prefix: str, *, swarm_nodes:
     (folder / "exercises" / "hello.txt").write_text("hello\n")
     name = unique_name(f"t-{prefix}")
     write_classroom_file(folder, name, students=2, swarm_nodes=swarm_nodes,
-                         port_base=free_port_base(2 + swarm_nodes + 2, low=39000, high=45000),
+                         port_base=free_port_base(2 + swarm_nodes + 2),
                          extra=f"images:\n  - {tiny_image}\nexercises: ./exercises\n")
     cli = Cli(folder / "home", cwd=folder)
     return Room(name, cli, engine), cli

@@ -87,7 +87,7 @@ def room(engine, tmp_path_factory):
     (exercises / "part 1").mkdir(parents=True)
     (exercises / "part 1" / "README.md").write_text("# Part 1\n")
     (exercises / "run.sh").write_text("#!/bin/sh\necho hi\n")
-    write_classroom_file(folder, name, students=1, port_base=free_port_base(3, low=40000, high=42000),
+    write_classroom_file(folder, name, students=1, port_base=free_port_base(3),
                          extra="exercises: ./exercises\n")
     room = Room(name, folder, engine)
     try:
@@ -196,7 +196,7 @@ def _connecting_to(port: int) -> bool:
 
 def test_a_host_killed_during_up_fails_fast_and_the_next_up_repairs_it(engine, tmp_path):
     name = unique_name("t-hfk")
-    base = free_port_base(4, low=42000, high=44000)
+    base = free_port_base(4)
     write_classroom_file(tmp_path, name, students=3, port_base=base)
     cli = Cli(tmp_path / "home", cwd=tmp_path)
     env = process_env(cli)
@@ -261,7 +261,7 @@ def test_a_big_exercise_file_streams_and_is_sent_once(engine, tmp_path):
     (exercises / "notes.md").write_text("read me\n")
     with open(exercises / "disk.img", "wb") as handle:  # sparse: no disk used on this side
         handle.truncate(BIG)
-    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(3, low=44000, high=45000),
+    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(3),
                          extra="exercises: ./exercises\n")
     room = Room(name, tmp_path, engine)
     cli = room.cli
@@ -306,7 +306,7 @@ def test_a_course_file_readable_only_by_its_owner_is_refused(engine, tmp_path):
     (exercises / "lab.md").write_text("do this\n")
     (exercises / "keys" / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     (exercises / "keys" / "id_ed25519").chmod(0o600)
-    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(3, low=44000, high=45000),
+    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(3),
                          extra="exercises: ./exercises\n")
     cli = Cli(tmp_path / "home", cwd=tmp_path)
     try:
@@ -331,7 +331,7 @@ def test_a_course_folder_others_cannot_enter_is_refused_with_its_exercises(engin
     (exercises / "lab.md").write_text("do this\n")
     (exercises / "answers" / "answers.md").write_text("the answers\n")
     (exercises / "answers").chmod(0o700)
-    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(3, low=44000, high=45000),
+    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(3),
                          extra="exercises: ./exercises\n")
     cli = Cli(tmp_path / "home", cwd=tmp_path)
     try:

@@ -142,7 +142,7 @@ def course(engine, tmp_path_factory):
     make_course(folder)
     extra = ("images:\n" + "".join(f"  - name: {image}\n    build: ./images/{image.split('/')[1].split(':')[0]}\n"
                                    for image in IMAGES) + "exercises: ./exercises\n")
-    write_classroom_file(folder, name, students=2, port_base=free_port_base(4, low=45000, high=47000), extra=extra)
+    write_classroom_file(folder, name, students=2, port_base=free_port_base(4), extra=extra)
     pristine = tmp_path_factory.mktemp("pristine") / "exercises"
     shutil.copytree(folder / "exercises", pristine)
     cli = Cli(folder / "home", cwd=folder)
@@ -323,7 +323,7 @@ def test_ssh_opens_an_admin_session_on_that_host(course):
 
 def test_an_image_that_does_not_exist_is_refused_before_anything_is_created(engine, tmp_path):
     name = unique_name("t-noimg")
-    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(2, low=47000, high=48000),
+    write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(2),
                          extra="images:\n  - course-test/does-not-exist:9\n")
     run = Cli(tmp_path / "home", cwd=tmp_path)("up")
     assert run.exit_code == 2, run

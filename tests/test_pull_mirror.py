@@ -134,7 +134,7 @@ def mirrored(engine, tiny_image, tmp_path_factory):
 
         mirror = f"http://{registry.name}:5000"
         write_classroom_file(folder, name, students=2, swarm_nodes=0,
-                             port_base=free_port_base(3, low=53000, high=56000),
+                             port_base=free_port_base(3),
                              extra=f"preload:\n  strategy: pull\n  registry_mirror: {mirror}\n"
                                    f"images:\n  - {image}:1\n")
         yield Mirrored(name, cli, engine, registry, image, digest, mirror)

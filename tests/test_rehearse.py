@@ -130,7 +130,7 @@ def test_the_offline_example_course_passes_every_chapter(engine, tmp_path):
     """The example course, with no registry: every chapter's solution passes as a student on a
     scratch host made from the course, which is gone afterwards."""
     name = unique_name("t-rh-ex")
-    path = copy_example(tmp_path, name, free_port_base(2, low=30000, high=39000))
+    path = copy_example(tmp_path, name, free_port_base(2))
     cli = Cli(tmp_path / "home", cwd=tmp_path)
     try:
         run = cli("-f", path, "rehearse", "--json", timeout=1800)
@@ -173,7 +173,7 @@ def test_a_broken_solution_fails_with_its_last_lines_and_the_classroom_is_untouc
     # The classroom's own name ends like a scratch one: rehearsing `BASE` would need it, and must refuse.
     base = unique_name("t-rh")
     name = f"{base}-rehearsal"
-    path = broken_course(tmp_path / "course", name, tiny_image, free_port_base(3, low=30000, high=39000))
+    path = broken_course(tmp_path / "course", name, tiny_image, free_port_base(3))
     cli = Cli(tmp_path / "home", cwd=tmp_path)
     try:
         assert (up := cli("-f", path, "up")).exit_code == 0, up
@@ -216,7 +216,7 @@ def test_a_broken_solution_fails_with_its_last_lines_and_the_classroom_is_untouc
 def test_ctrl_c_removes_the_scratch_host_and_a_killed_rehearsals_is_removed_next_time(engine, tiny_image, tmp_path):
     name = unique_name("t-rh-int")
     folder = tmp_path / "course"
-    path = broken_course(folder, name, tiny_image, free_port_base(3, low=30000, high=39000))
+    path = broken_course(folder, name, tiny_image, free_port_base(3))
     slow = folder / "exercises" / "solutions" / "02-broken" / "solution.sh"
     slow.write_text("touch ~/started\nsleep 300\n")
     scratch = scratch_name(name)

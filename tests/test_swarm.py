@@ -129,7 +129,7 @@ def swarm(engine, tiny_image, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("swarm")
     name = f"sw-{uuid.uuid4().hex[:8]}"
-    base = free_port_base(SWARM_PORT_OFFSET + NODES + 1, low=35000, high=60000)
+    base = free_port_base(SWARM_PORT_OFFSET + NODES + 1)
     path = folder / "classroom.yaml"
     path.write_text(f"name: {name}\nstudents: {STUDENTS}\nswarm:\n  nodes: {NODES}\n  mode: shared\n"
                     f"local:\n  ssh_port_base: {base}\n  public_host: 127.0.0.1\nttl: 2h\n")

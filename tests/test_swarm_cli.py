@@ -18,7 +18,7 @@ def room(engine, tmp_path_factory):
     folder = tmp_path_factory.mktemp("swarm-cli")
     name = unique_name("t-swcli")
     write_classroom_file(folder, name, students=2, swarm_nodes=3,
-                         port_base=free_port_base(110, low=48000, high=52000))
+                         port_base=free_port_base(110))
     cli = Cli(folder / "home", cwd=folder)
     yield name, cli
     cli("down", "--yes")

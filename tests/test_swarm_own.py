@@ -72,7 +72,7 @@ def make(engine, tmp_path_factory, tiny_image, prefix: str, *, students: int, no
     folder = tmp_path_factory.mktemp(prefix)
     name = unique_name(f"t-{prefix}")
     # Hosts at base+1…, their node-2 at base+1001…: both ranges must be free (3 students at most).
-    base = next(b for b in (free_port_base(3, low=40000, high=52000) for _ in range(50))
+    base = next(b for b in (free_port_base(3) for _ in range(50))
                 if all(port_free(b + 1000 + i) for i in range(1, 4)))
     mode = "per-student" if formed else "per-student\n  formed: false"
     write_classroom_file(folder, name, students=students, swarm_nodes=nodes, swarm_mode=mode,

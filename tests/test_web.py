@@ -125,7 +125,7 @@ def room(engine, tmp_path_factory, tiny_image):
         (folder / "checks" / name).mkdir(parents=True)
         (folder / "checks" / name / "check.sh").write_text(text)
     name = unique_name("t-web")
-    write_classroom_file(folder, name, students=2, port_base=free_port_base(4, low=45000, high=52000),
+    write_classroom_file(folder, name, students=2, port_base=free_port_base(4),
                          extra=f"images:\n  - {tiny_image}\nexercises: ./exercises\nchecks: ./checks\n"
                                "web:\n  self_service: true\n")
     cli = Cli(folder / "home", cwd=folder)
