@@ -447,7 +447,12 @@ def room_up(engine, tmp_path_factory, tiny_image, prefix: str, *, swarm_nodes: i
 
 # --- AWS stand-ins ---------------------------------------------------------------------------------
 def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()) -> None:
-    """Dummy credentials for moto, and nothing of the trainer's real AWS or Pulumi setup."""
+    """Dummy credentials for moto, and nothing of the trainer's real AWS or Pulumi setup.
+
+    moto also starts without its ~1,300 stock AMIs: it makes them (each with a volume and a
+    snapshot) in every region a test touches, which was most of an AWS test's time. The hosts'
+    image is the one a test publishes (`fakes.publish_image`), as Debian publishes its own.
+    """
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", *also_unset):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -455,6 +460,30 @@ def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_service_models_parsed_once():
+    """One botocore loader for the whole run. Each boto3 Session parses anew the JSON models of
+    the services it uses (EC2's is megabytes: a good part of a second), and the AWS tests make a
+    session per command, as the tool does per run. The models are read-only data: sharing them
+    changes what no test checks."""
+    try:
+        from botocore import loaders, session
+    except ImportError:  # no `aws` extra
+        yield
+        return
+    made: dict = {}
+
+    def shared_loader(search_path_string=None):
+        if search_path_string not in made:
+            made[search_path_string] = loaders.create_loader(search_path_string)
+        return made[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(session, "create_loader", shared_loader)
+        yield
 
 
 # --- tiers -----------------------------------------------------------------------------------------

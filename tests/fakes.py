@@ -418,6 +418,13 @@ def tag_spec(kind: str, classroom: str = "demo") -> list[dict]:
     return [{"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
 
 
+def publish_image(ec2, ssm, parameter: str) -> str:
+    """An image registered in moto and named by `parameter`, as Debian names its AMIs in SSM."""
+    image = ec2.register_image(Name="debian-12-amd64-test", Description="stands in for Debian 12")["ImageId"]
+    ssm.put_parameter(Name=parameter, Value=image, Type="String", Overwrite=True)
+    return image
+
+
 def make_lost_classroom(ec2) -> dict[str, str]:
     """What a classroom leaves in AWS, as the program makes it, with no stack to destroy it."""
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=tag_spec("vpc"))["Vpc"]["VpcId"]

@@ -33,7 +33,7 @@ moto = pytest.importorskip("moto")
 import paramiko
 from botocore.stub import Stubber
 from conftest import fake_aws_credentials
-from fakes import FakePulumi, make_lost_classroom
+from fakes import FakePulumi, make_lost_classroom, publish_image
 
 from provision import backends, provisioning, ssh
 from provision import engine as trainer_engine
@@ -163,9 +163,7 @@ def aws_env(monkeypatch, tmp_path):
     fake_aws_credentials(monkeypatch, tmp_path, also_unset=(
         "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"))
     with moto.mock_aws():
-        image = _ec2().describe_images(
-            Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-2.0.*-x86_64-gp2"]}])["Images"][0]["ImageId"]
-        boto3.client("ssm", region_name=REGION).put_parameter(Name=PARAMETER, Value=image, Type="String")
+        publish_image(_ec2(), boto3.client("ssm", region_name=REGION), PARAMETER)
         yield
 
 
