@@ -188,7 +188,8 @@ def engine(monkeypatch, aws_env) -> MotoPulumi:
 
 @pytest.fixture
 def unreachable(monkeypatch) -> list[dict]:
-    """Every SSH connection is refused at once (no retries); returns what was attempted."""
+    """Every SSH connection is refused at once (no retries, and no watching for a moment whether
+    the host stopped meanwhile: moto's hosts never stop by themselves); returns what was attempted."""
     attempts: list[dict] = []
 
     def connect(self, hostname, port=22, username=None, **kwargs):
@@ -202,6 +203,7 @@ def unreachable(monkeypatch) -> list[dict]:
     for module in (ssh, provisioning, swarm_session):  # checks opens through ssh.opened
         monkeypatch.setattr(module, "open_with_retry",
                             lambda connection, _deadline=0, **kwargs: real(connection, 0, **kwargs))
+    monkeypatch.setattr(provisioning, "STOPPED_GRACE_SECONDS", 0)
     return attempts
 
 
