@@ -464,25 +464,36 @@ def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def aws_service_models_parsed_once():
-    """One botocore loader for the whole run. Each boto3 Session parses anew the JSON models of
-    the services it uses (EC2's is megabytes: a good part of a second), and the AWS tests make a
-    session per command, as the tool does per run. The models are read-only data: sharing them
-    changes what no test checks."""
+def aws_service_models_built_once():
+    """Each boto3 Session parses anew the JSON model of every service it uses (EC2's is megabytes),
+    and each client builds a class with a method per operation (EC2 has about 700). The AWS tests
+    make a session per command, as the tool does per run, and hundreds of clients: here the models
+    are parsed once and each service's client class is built once for the whole run. Both are
+    read-only and the same for every session (one botocore), so no test sees a difference."""
     try:
-        from botocore import loaders, session
+        from botocore import client, loaders, session
     except ImportError:  # no `aws` extra
         yield
         return
-    made: dict = {}
+    loaders_made: dict = {}
+    classes_made: dict = {}
 
     def shared_loader(search_path_string=None):
-        if search_path_string not in made:
-            made[search_path_string] = loaders.create_loader(search_path_string)
-        return made[search_path_string]
+        if search_path_string not in loaders_made:
+            loaders_made[search_path_string] = loaders.create_loader(search_path_string)
+        return loaders_made[search_path_string]
+
+    build_class = client.ClientCreator._create_client_class
+
+    def shared_class(creator, service_name, service_model):
+        key = (service_name, service_model.api_version)
+        if key not in classes_made:
+            classes_made[key] = build_class(creator, service_name, service_model)
+        return classes_made[key]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(session, "create_loader", shared_loader)
+        patch.setattr(client.ClientCreator, "_create_client_class", shared_class)
         yield
 
 
