@@ -467,8 +467,8 @@ def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()
 def aws_service_models_built_once():
     """Each boto3 Session parses anew the JSON model of every service it uses (EC2's is megabytes),
     and each client builds a class with a method per operation (EC2 has about 700). The AWS tests
-    make a session per command, as the tool does per run, and hundreds of clients: here the models
-    are parsed once and each service's client class is built once for the whole run. Both are
+    make a session per command, as the tool does per run, and hundreds of clients: here each model
+    is parsed and indexed once, and each service's client class built once, for the whole run. Both are
     read-only and the same for every session (one botocore), so no test sees a difference."""
     try:
         from botocore import client, loaders, session
@@ -476,6 +476,7 @@ def aws_service_models_built_once():
         yield
         return
     loaders_made: dict = {}
+    models_made: dict = {}
     classes_made: dict = {}
 
     def shared_loader(search_path_string=None):
@@ -483,7 +484,14 @@ def aws_service_models_built_once():
             loaders_made[search_path_string] = loaders.create_loader(search_path_string)
         return loaders_made[search_path_string]
 
+    build_model = client.ClientCreator._load_service_model
     build_class = client.ClientCreator._create_client_class
+
+    def shared_model(creator, service_name, api_version=None):
+        key = (service_name, api_version)
+        if key not in models_made:
+            models_made[key] = build_model(creator, service_name, api_version)
+        return models_made[key]
 
     def shared_class(creator, service_name, service_model):
         key = (service_name, service_model.api_version)
@@ -493,6 +501,7 @@ def aws_service_models_built_once():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(session, "create_loader", shared_loader)
+        patch.setattr(client.ClientCreator, "_load_service_model", shared_model)
         patch.setattr(client.ClientCreator, "_create_client_class", shared_class)
         yield
 
