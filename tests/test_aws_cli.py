@@ -115,10 +115,12 @@ def _instances(classroom: str) -> list[dict]:
 
 
 def moto_clients(quota: float = 64):
-    """AwsBackend's `clients`: boto3 clients on moto, the vCPU quota answered by a Stubber."""
+    """AwsBackend's `clients`: boto3 clients on moto, the vCPU quota answered by a Stubber.
+    One session for the test (making one registers hundreds of botocore handlers), fresh clients
+    and a fresh Stubber for each backend the CLI makes, as the tool makes them for each run."""
+    session = boto3.session.Session()
 
     def factory(region: str):
-        session = boto3.session.Session()
         cache: dict = {}
         quotas = session.client("service-quotas", region_name=region)
         stub = Stubber(quotas)
