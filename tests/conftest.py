@@ -506,6 +506,17 @@ def aws_service_models_built_once():
         yield
 
 
+# --- password hashes -------------------------------------------------------------------------------
+@pytest.fixture
+def quick_password_hashes(monkeypatch):
+    """SHA-512 crypt at 1000 rounds (its least) instead of 20 000, for tests that make classrooms
+    whose hashes no one checks the strength of: a hash then takes under a millisecond rather than
+    about 12. test_untrusted (unit) and test_trust (engine) check the production rounds."""
+    from provision import passwords
+
+    monkeypatch.setattr(passwords, "HASH_ROUNDS", 1000)
+
+
 # --- tiers -----------------------------------------------------------------------------------------
 ENGINE_FIXTURES = {"engine", "classroom", "tiny_image"}
 

@@ -47,7 +47,8 @@ PARAMETER = "/classroom-test/debian-12/amd64"  # moto reserves /aws/...: the tes
 QUOTA = {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"}
 NETWORK_QUOTAS = [{"ServiceCode": "vpc", "QuotaCode": "L-F678F1CE"}, {"ServiceCode": "vpc", "QuotaCode": "L-A4707A72"}]
 ERROR = "classroom: error: "
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pulumi_aws's own
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # pulumi_aws's own
+              pytest.mark.usefixtures("quick_password_hashes")]
 
 CLASSROOM_FILE = f"""\
 name: demo
