@@ -58,7 +58,7 @@ def free_base(count: int, low: int = 45000, high: int = 60000) -> int:
 def bench(nodes: int, managers: int, folder: Path) -> dict[str, float]:
     name = f"sw-bench-{nodes}-{uuid.uuid4().hex[:6]}"
     path = folder / f"{name}.yaml"
-    path.write_text(f"name: {name}\nstudents: 1\nswarm:\n  nodes: {nodes}\n  managers: {managers}\n"
+    path.write_text(f"name: {name}\nstudents: 1\nswarm:\n  nodes: {nodes}\n  managers: {managers}\n  mode: shared\n"
                     f"local:\n  ssh_port_base: {free_base(SWARM_PORT_OFFSET + nodes + 1)}\nttl: 1h\n")
     room = Classroom.open(load_config(path))
     figures: dict[str, float] = {}

@@ -37,7 +37,8 @@ def floor_seconds(count: int, port_base: int, home: Path) -> float:
     from provision.state import ClassroomState
 
     config = ClassroomConfig.model_validate({"name": f"bench-floor-{os.getpid()}", "students": count,
-                                             "swarm": {"nodes": 0}, "local": {"ssh_port_base": port_base}})
+                                             "swarm": {"nodes": 0},
+                                             "local": {"ssh_port_base": port_base, "public_host": "127.0.0.1"}})
     backend = LocalBackend(config, ClassroomState(config.name, home))
     backend.ensure_host_image()
     try:
@@ -69,3 +70,65 @@ def remove_by_label(name: str) -> None:
 
     config = ClassroomConfig.model_validate({"name": name})
     LocalBackend(config, ClassroomState(name)).destroy()
+
+
+# --- where the CPU went -----------------------------------------------------------------------------
+def _machine_busy() -> float:
+    """CPU-seconds the whole machine spent busy since boot (every core, everyone: /proc/stat)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _container_cpu(container_id: str) -> float | None:
+    """CPU-seconds used by one container's processes (its nested engine, sshd, what they ran)."""
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage", 1e-9),
+                        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1e-6)):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        if path.endswith("cpu.stat"):
+            text = next((line.split()[1] for line in text.splitlines() if line.startswith("usage_usec")), "0")
+        return int(text) * scale
+    return None
+
+
+class CpuMeter:
+    """CPU spent during one command: by the `classroom` process (client), by the classroom's host
+    containers (hosts), and by the whole machine (busy: also the outer engine, and on a shared
+    machine everyone else). On a quiet machine, busy - client - hosts is the outer engine's share."""
+
+    def __init__(self, classroom: str):
+        self.classroom = classroom
+
+    def _hosts(self) -> dict[str, float]:
+        import docker
+
+        client = docker.from_env()
+        found = {}
+        for summary in client.containers.list(all=True, sparse=True, filters={"label": f"classroom.name={self.classroom}"}):
+            used = _container_cpu(summary.id)
+            if used is not None:
+                found[summary.id] = used
+        return found
+
+    def __enter__(self) -> CpuMeter:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._client, self._busy, self._before = usage.ru_utime + usage.ru_stime, _machine_busy(), self._hosts()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.client = usage.ru_utime + usage.ru_stime - self._client
+        self.busy = _machine_busy() - self._busy
+        after = self._hosts()
+        self.hosts = sum(used - self._before.get(cid, 0.0) for cid, used in after.items())
+
+    def line(self) -> str:
+        return (f"CPU-s: client {self.client:.2f}, hosts {self.hosts:.2f}, machine busy {self.busy:.2f} "
+                f"(outer engine and anyone else: {max(0.0, self.busy - self.client - self.hosts):.2f})")

@@ -9,7 +9,7 @@ runs every command through the login shell, and Debian's bash sources ~/.bashrc 
 `ssh host cmd`).
 
 So `ssh` means "the student can log in with the sheet's password" without a password being
-sent: `status` costs one session per host. `up` (and only `up`, after changing hosts) also logs
+sent: `status` costs one session per host. `up` (and only `up`, on each host it changed) also logs
 in with the student's password, on that student's own host only and only up to authentication
 (no shell): a shared Swarm node, where every student is root through Docker, never receives one.
 
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import paramiko
+from fabric import Connection
 
 from .model import Machine, Role
 from .errors import last_line
@@ -70,7 +71,8 @@ def check_user(machine: Machine, hashes: dict[str, str]) -> str | None:
 
 def check_command(accounts: list[str], user: str | None, *, images: bool, exercises: bool) -> str:
     """Root's part (the accounts' hashes and logins), then the student's part as `user`."""
-    return script_command("status_host.sh", script("status_student.sh"), IMAGES_FILE if images else "",
+    return script_command("status_host.sh", script("status_student.sh"), script("engine_images.sh"),
+                          IMAGES_FILE if images else "",
                           EXERCISES_DIR if exercises else "", user or "", *accounts)
 
 
@@ -88,17 +90,19 @@ def _parse(output: str) -> dict[str, list[tuple[str, ...]]]:
 
 def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str], hashes: dict[str, str], *,
                images: bool = False, exercises: bool = False, password_login: bool = False,
-               repairable: bool = True) -> tuple[dict[str, bool], str | None]:
+               repairable: bool = True, connection: Connection | None = None) -> tuple[dict[str, bool], str | None]:
     """{check: ok} and why not, for one host. `hashes` are the sheet's, as state.py keeps them.
     `password_login`: also log in with the student's password (`up`, after changing hosts).
-    `repairable`: whether the backend can put a refused admin key back (Backend.can_repair_access)."""
+    `repairable`: whether the backend can put a refused admin key back (Backend.can_repair_access).
+    `connection`: an admin session already open on the host (the caller's, which it closes)."""
     checks = {"admin": False, "ssh": False, "docker": False}
     if images:
         checks["images"] = False
     exercises = exercises and machine.role == Role.STUDENT
     if exercises:
         checks["exercises"] = False
-    accounts = [machine.student] if machine.role == Role.STUDENT and machine.student else sorted(passwords)
+    # A student's host or own node: its owner only; a shared Swarm node: every student.
+    accounts = [machine.student] if machine.student else sorted(passwords)
     accounts = [a for a in accounts if a in passwords]
     if not accounts:
         return checks, "no student account known"
@@ -110,14 +114,14 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     command = check_command(accounts, user, images=images, exercises=exercises)
 
     fields: dict[str, list[tuple[str, ...]]] | None = None
-    can_log_in = machine.role == "student" and user is not None  # a Swarm node never gets a password
+    can_log_in = machine.student is not None and user is not None  # a shared node never gets a password
     with worker_pool(1) as pool:
         # Proving that sshd takes the sheet's password (no shell opened) runs beside the admin
         # session, so that a host costs one round trip, not two.
         proof = pool.submit(_password_login, machine, access, user, passwords[user]) \
             if password_login and can_log_in else None
         try:
-            fields = _parse(_as_admin(machine, access, command))
+            fields = _parse(_as_admin(machine, access, command, connection))
             checks["admin"] = True
         except HostKeyMismatch as exc:
             return checks, exc.message  # not the host we made: not used (the proof pins the key too)
@@ -178,7 +182,9 @@ def check_host(machine: Machine, access: AdminAccess, passwords: dict[str, str],
     return checks, "; ".join(details) or None
 
 
-def _as_admin(machine: Machine, access: AdminAccess, command: str) -> str:
+def _as_admin(machine: Machine, access: AdminAccess, command: str, connection: Connection | None = None) -> str:
+    if connection is not None:
+        return run(connection, command, timeout=60).stdout
     with opened(admin_connection(machine, access), CHECK_CONNECT_SECONDS) as connection:
         return run(connection, command, timeout=60).stdout
 
@@ -195,7 +201,7 @@ def _password_login(machine: Machine, access: AdminAccess, user: str, password: 
 
 
 def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
-                on_done: Callable[[Machine], None] | None = None, *, password_login: bool = False,
+                on_done: Callable[[Machine], None] | None = None, *,
                 swarm_passwords: dict[str, str] | None = None,
                 ) -> dict[str, tuple[dict[str, bool], str | None]]:
     """check_host on every machine, as many at once as the classroom's `preload.parallel` allows.
@@ -207,14 +213,14 @@ def check_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, s
     access = room.admin_access()
     hashes = room.state.known_password_hashes()
     if swarm_passwords is None:
-        swarm_passwords = room.state.known_passwords(swarm=True) if any(m.role != "student" for m in machines) \
+        swarm_passwords = room.state.known_passwords(swarm=True) if any(m.is_shared_node for m in machines) \
             else {}
     swarm_hashes = room.state.known_password_hashes(swarm=True)
 
     def check_one(machine: Machine) -> tuple[dict[str, bool], str | None]:
-        own = machine.role == Role.STUDENT
+        own = not machine.is_shared_node  # a student's host or one of their own nodes
         return check_host(machine, access, passwords if own else swarm_passwords, hashes if own else swarm_hashes,
-                          images=images, exercises=exercises, password_login=password_login,
+                          images=images, exercises=exercises,
                           repairable=room.backend.can_repair_access)
 
     outcomes = in_parallel(

@@ -174,8 +174,18 @@ def _render_up(result, out, console) -> None:
                   "local.runtime: sysbox-runc or the aws backend for strangers.[/]")
     swarm = result.swarm
     if swarm is not None and swarm.nodes:
-        out.print(f"Swarm: cluster {shown(str(swarm.cluster_id or '?')[:12])}, manager {swarm.manager or '?'}, "
-                  f"{sum(1 for n in swarm.nodes if n.ok)}/{len(swarm.nodes)} node(s) ok.")
+        ok = f"{sum(1 for n in swarm.nodes if n.ok)}/{len(swarm.nodes)} node(s) ok"
+        if result.swarm_mode == "per-student":
+            kind = "formed" if result.swarm_formed else "blank (the students form them)"
+            out.print(f"Swarm: a cluster of their own for each student, {kind}; {ok}.")
+        else:
+            out.print(f"Swarm: cluster {shown(str(swarm.cluster_id or '?')[:12])}, manager {swarm.manager or '?'}, "
+                      f"{ok}.")
+            out.print("[yellow]Swarm nodes are shared: every student is root on them (docker group), and can "
+                      "see and remove the others' services. `swarm.mode: per-student` gives each their own.[/]")
+        if result.routing_mesh is False:
+            out.print("Swarm's routing mesh does not work on these hosts (their kernel has no IPVS): published "
+                      "services need --publish mode=host or --endpoint-mode dnsrr (the sheets say so).")
     if result.failed:
         names = ", ".join(h.name for h in result.failed)
         advice = []
@@ -226,6 +236,69 @@ def status(
         raise typer.Exit(ExitCode.PARTIAL)
 
 
+# --- progress --------------------------------------------------------------------------------------
+@app.command()
+def progress(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Students x exercises: which exercise each student finished, from the course's checks.
+
+    Each `checks/NN-name/check.sh` runs as the student on their own host (never copied there);
+    exit 0 marks the exercise done. Exits 3 when some host could not be asked.
+    """
+    from .course_checks import progress as course_progress
+    from .ui import out
+
+    result = course_progress(_room(ctx))
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        from rich.table import Table
+
+        marks = {True: "[green]done[/]", False: "[dim]-[/]", None: "[yellow]?[/]"}
+        table = Table(title=f"classroom {result.classroom}: progress", title_justify="left")
+        for column in ["student", *result.exercises, "done", "detail"]:
+            table.add_column(column)
+        for row in result.students:
+            table.add_row(row.student, *(marks[row.done[name]] for name in result.exercises),
+                          f"{sum(1 for v in row.done.values() if v)}/{len(result.exercises)}", shown(row.detail or ""))
+        out.print(table)
+    if result.unknown:
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+# --- web -------------------------------------------------------------------------------------------
+@app.command()
+def web(
+    ctx: typer.Context,
+    listen: str = typer.Option("127.0.0.1:8000", "--listen", metavar="ADDR:PORT",
+                               help="Where to serve; 0.0.0.0:8000 for every interface."),
+) -> None:
+    """Serve the seat page, each student's sheet with a terminal in the browser, and the trainer's dashboard.
+
+    Prints the student URL, and the trainer URL that carries the admin token (keep it to
+    yourself). Ctrl-C stops it and leaves the classroom untouched.
+    """
+    from .ui import console, out
+    from .web.server import serve
+
+    room = _room(ctx)
+
+    def ready(info) -> None:
+        out.print(f"Students: {info.student_url}", markup=False)
+        out.print(f"Trainer:  {info.trainer_url}", markup=False)
+        if info.class_code:
+            out.print(f"Class code (self-service seats): {info.class_code}", markup=False)
+        for warning in info.warnings:
+            console.print(f"[yellow]warning:[/] {shown(warning)}")
+        out.print("Ctrl-C stops the server; the classroom stays as it is.", markup=False)
+        sys.stdout.flush()
+
+    serve(room, listen, ready)  # returns on Ctrl-C
+    out.print(f"classroom web: stopped; classroom {room.name!r} is untouched.", markup=False)
+
+
 # --- roster ----------------------------------------------------------------------------------------
 class RosterFormat(str, Enum):
     table = "table"
@@ -244,14 +317,19 @@ def roster(
     room = _room(ctx)
     _require_existing(room)
     entries = room.roster()
-    rows = [{"student": e.student, "host": e.host, "address": e.address, "port": e.port, "user": e.user,
-             "password": e.password, "ssh": e.ssh_command, "host_key": e.host_key,
-             "swarm_password": e.swarm_password} for e in entries]
+    rows = [entry.as_json() for entry in entries]
+    names = seat_names(room)
+    for row in rows if names else []:
+        row["name"] = names.get(row["student"])
     if fmt is RosterFormat.json:
         print(json.dumps(rows, indent=2))
     elif fmt is RosterFormat.csv:
+        for row in rows:  # one cell: `8080=http://host:31001 8081=...`
+            row["ports"] = " ".join(f"{p['port']}={p['url']}" for p in row["ports"])
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["student"])
+        # One line per student: the nested `swarm` list is in the JSON only.
+        writer = csv.DictWriter(buffer, fieldnames=[k for k in rows[0] if k != "swarm"] if rows else ["student"],
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         sys.stdout.write(buffer.getvalue())
@@ -261,12 +339,19 @@ def roster(
         table = Table(title=f"classroom {room.name}", title_justify="left")
         # The Swarm password only for a classroom with Swarm nodes: it opens those nodes only.
         columns = ["student", "ssh", "password"] + (["swarm_password"] if any(e.swarm_password for e in entries)
-                                                    else [])
+                                                    else []) + (["name"] if names else [])
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(row[column] for column in columns))
+            table.add_row(*(shown(row[column] or "") for column in columns))  # a seat's name is what a student typed
         out.print(table)
+
+
+def seat_names(room) -> dict[str, str]:
+    """Who took which seat on `classroom web`'s self-service page (none: {})."""
+    from .web.seats import SeatBook
+
+    return SeatBook(room.state.path).names()
 
 
 # --- sheets ----------------------------------------------------------------------------------------
@@ -312,27 +397,29 @@ def reset(
     ctx: typer.Context,
     students: list[str] = typer.Argument(..., metavar="STUDENT...", help="student-12, or just 12; several at once."),
     hard: bool = typer.Option(False, "--hard", help="Replace the machine itself (same name, port and password)."),
+    keep_home: bool = typer.Option(False, "--keep-home", help="Soft reset only: keep the student's home folder."),
 ) -> None:
     """Give a student a clean machine in seconds, touching nobody else.
 
     Soft (default): remove their containers, volumes, networks, extra images and Swarm
-    membership, end their processes, restore ~/exercises as the course has it; same password.
-    --hard: a brand-new machine, then accounts, images and exercises again.
+    membership, end their processes, empty their home folder and restore ~/exercises as the
+    course has it, bring back every course image; same password. --keep-home: the home folder
+    (~/exercises included) stays. --hard: a brand-new machine, then accounts, images and exercises again.
     """
     from . import commands
     from .ui import RichProgress, console, out
 
     progress = RichProgress()
+    commands.check_reset_options(hard=hard, keep_home=keep_home)  # before the classroom is even looked up
     room = _room(ctx, check_paths=True, progress=progress)  # reset copies the exercises again: as `up`
     commands.resolve_targets(room, students)  # an unknown student fails before anything shows
     with progress:
-        reports = commands.reset(room, students, hard=hard)
+        reports = commands.reset(room, students, hard=hard, keep_home=keep_home)
     for report in reports:
         if report.ok:
-            out.print(f"[green]{report.name}[/]: clean ({'replaced' if report.hard else 'reset'} "
-                      f"in {report.seconds:.1f} s)")
+            out.print(shown(report.summary), style="green")
         else:
-            console.print(f"[red]{report.name}[/]: {shown(report.error)}")
+            console.print(shown(report.summary), style="red")
     if any(not r.ok for r in reports):
         raise typer.Exit(ExitCode.PARTIAL)
 
@@ -469,11 +556,72 @@ def extend(
         raise BadInput(f"DURATION: {exc}") from None
     room = _room(ctx)
     result = commands.extend(room, delta)
-    told = (f"{len(result.hosts)} host(s) told" if result.backend != "local"
-            else "local hosts enforce no expiry: remove them with `classroom down`")
-    out.print(f"classroom {result.classroom}: expires {result.expires_at:%Y-%m-%d %H:%M} UTC ({told}).")
+    out.print(result.summary, markup=False)
     if result.sheets_dir:
         out.print(f"Access sheets updated: {result.sheets_dir / 'index.html'}")
+
+
+# --- rehearse --------------------------------------------------------------------------------------
+@app.command()
+def rehearse(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    timeout: int = typer.Option(900, "--timeout", min=10, help="Seconds each solution may take."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before creating a paid cloud host."),
+) -> None:
+    """Check the course before class: run each solutions/NN-name/solution.sh, in order, as a student.
+
+    On a scratch host made like a student's (same image, account, images and exercises; a classroom
+    of its own, NAME-rehearsal), removed afterwards, also on failure or Ctrl-C. The classroom NAME
+    itself is not touched. Exits 0 when every solution passes, 3 otherwise.
+    """
+    from . import rehearse as rehearsal
+    from .config import load_config
+    from .ui import RichProgress, console, out
+
+    opts: Options = ctx.obj
+    config = load_config(opts.file, {"--name": opts.name}, check_paths=True)
+    rehearsal.find_solutions(config)  # bad input fails before anything shows
+
+    def confirm(cost_line: str) -> bool:
+        if not _interactive():
+            raise BadInput(f"{cost_line}; add --yes to create this paid scratch host")
+        return typer.confirm(f"{cost_line}. Create it?", err=True)
+
+    progress = RichProgress()
+    with progress:
+        result = rehearsal.rehearse(config, progress, confirm=None if yes else confirm, timeout=timeout)
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        _render_rehearsal(result, out, console)
+    if result.leftovers:
+        raise ClassroomError(f"the scratch classroom {result.scratch!r} is not fully removed "
+                             f"({', '.join(result.leftovers)}): `classroom --name {result.scratch} down --yes`")
+    if not result.ok:
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+def _render_rehearsal(result, out, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"rehearsal of {result.classroom} (scratch host ready in {result.setup_seconds:.0f} s)",
+                  title_justify="left")
+    for column in ("exercise", "result", "time"):
+        table.add_column(column)
+    for run in result.exercises:
+        mark = "[green]pass[/]" if run.ok else "[red]fail[/]"
+        table.add_row(shown(run.name), mark, f"{run.seconds:.1f} s")
+    out.print(table)
+    for run in result.exercises:
+        if not run.ok:
+            code = "no exit code" if run.exit_code is None else f"exit {run.exit_code}"
+            console.print(f"[red]{shown(run.name)}[/] failed ({code}); its last lines:")
+            for line in run.tail:  # the scratch host's words: cleaned by the core, shown as plain text
+                console.print(f"  {clean(line)}", markup=False, highlight=False, soft_wrap=True)
+    passed = sum(1 for run in result.exercises if run.ok)
+    style = "green" if result.ok else "red"
+    out.print(f"[{style}]{passed}/{len(result.exercises)} exercise(s) pass.[/]")
 
 
 # --- entry point -----------------------------------------------------------------------------------
@@ -534,7 +682,9 @@ def _error(message: str) -> None:
 # What to do after Ctrl-C, by command: every changing command converges when run again.
 AFTER_INTERRUPT = {"up": "run `classroom up` again, it converges",
                    "reset": "run the same `classroom reset` again, it converges",
-                   "down": "run `classroom down` again, it removes what is left"}
+                   "down": "run `classroom down` again, it removes what is left",
+                   "rehearse": "its scratch host is removed on the way out, and another `classroom rehearse` "
+                                "removes any leftover first"}
 
 
 def _interrupted(exc: BaseException, command: str | None) -> None:

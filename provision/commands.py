@@ -18,11 +18,11 @@ from .errors import BadInput, last_line
 from .hostwork import HostWork, SshHostWork
 from .progress import NULL_PROGRESS, Progress
 from .model import HostReport, HostSpec, Leftover, Machine, MachineState, Role, Strategy
-from .roster import RosterEntry, SwarmAccess, host_order, plan_hosts, student_names
+from .roster import RosterEntry, SwarmAccess, host_order, plan_hosts, published_ports, student_names
 from .state import META_FILE, ClassroomState, CourseRecord, LostSecrets, fingerprint
 
 if TYPE_CHECKING:
-    from .swarm import SwarmReport, SwarmStatus
+    from .swarm import SwarmLayout, SwarmReport, SwarmStatus
 
 
 @dataclass
@@ -80,22 +80,31 @@ class Classroom:
     def expires_at(self) -> datetime | None:
         return self.state.meta().expires_at
 
+    def swarm_layout(self) -> SwarmLayout:
+        """Which machines form which Swarm cluster: the file's settings, the count the classroom has."""
+        from .swarm import SwarmLayout
+
+        return SwarmLayout.of(self.config.swarm, self.state.meta().swarm_nodes)
+
     def roster(self, machines: list[Machine] | None = None) -> list[RosterEntry]:
         machines = self.backend.machines() if machines is None else machines
         by_student = {m.student: m for m in machines if m.role == Role.STUDENT}
         passwords = self.state.known_passwords()
-        swarm_passwords = self.state.known_passwords(swarm=True) if any(h.is_swarm for h in self.planned_hosts()) \
-            else {}
+        planned = self.planned_hosts()
+        swarm_passwords = self.state.known_passwords(swarm=True) if any(h.is_shared_node for h in planned) else {}
         host_keys = self.state.host_keys()
+        nodes = self.swarm_access(machines)
         entries = []
-        for spec in self.planned_hosts():
+        for spec in planned:
             machine = by_student.get(spec.student) if spec.student else None
-            if spec.student is None or machine is None or spec.student not in passwords:
+            if spec.role != Role.STUDENT or machine is None or spec.student not in passwords:
                 continue
             key = host_keys.get(machine.name)
             entries.append(RosterEntry(spec.student, machine.name, machine.public_host,
                                        machine.public_port, spec.student, passwords[spec.student],
-                                       fingerprint(key) if key else None, swarm_passwords.get(spec.student)))
+                                       fingerprint(key) if key else None, swarm_passwords.get(spec.student),
+                                       ports=published_ports(machine.public_host, machine.ports),
+                                       swarm=tuple(n for n in nodes if n.student in (None, spec.student))))
         return entries
 
     def admin_access(self):
@@ -106,7 +115,16 @@ class Classroom:
         return AdminAccess(key.private_path, self.state.host_keys(), key.public_line)
 
     def swarm_access(self, machines: list[Machine]) -> list[SwarmAccess]:
-        return [SwarmAccess(m.name, m.role, m.public_host, m.public_port) for m in machines if m.role != Role.STUDENT]
+        """Every Swarm node a student logs into, in node order: the shared ones (no `student`), or
+        each student's own (their host first: it is node 1 of their cluster)."""
+        from .swarm import swarm_clusters
+
+        layout = self.swarm_layout()
+        roles = {h.name: h.role for h in self.planned_hosts()}
+        first = Role.SWARM_MANAGER if layout.formed else Role.SWARM_NODE  # a student's host, node 1
+        return [SwarmAccess(m.name, roles.get(m.name, m.role) if m.role != Role.STUDENT else first,
+                            m.public_host, m.public_port, m.student, m.private_address)
+                for cluster in swarm_clusters(machines, layout) for m in cluster]
 
 
 # --- up --------------------------------------------------------------------------------------------
@@ -122,6 +140,9 @@ class UpResult:
     swarm: SwarmReport | None = None
     renewed: list[str] = field(default_factory=list)  # secrets made anew (`up --new-secrets`)
     isolates_students: bool = True  # False: a student can reach the machine that runs the hosts
+    swarm_mode: str | None = None  # per-student | shared; None: no Swarm
+    swarm_formed: bool = True  # false: blank nodes, the students form their clusters
+    routing_mesh: bool | None = None  # False: the hosts' kernel lacks IPVS (publish in host mode); None: unknown
 
     @property
     def failed(self) -> list[HostReport]:
@@ -161,6 +182,7 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         found = backend.preflight(hosts)
         check_course(room)
         existing = [m for m in backend.machines() if m.state not in NEVER_STARTED]
+        refuse_other_swarm_mode(room, existing)
         record_lost = bool(existing) and not state.exists
         if record_lost:  # classroom.json deleted while hosts run: the counts are read back from them
             students = max(students, *_host_numbers(existing, "student"))
@@ -173,11 +195,14 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
             state.known_passwords(missing_ok=True)  # a damaged file is refused, naming it; a lost one below
             state.known_passwords(swarm=True)
         lost = state.lost_secrets([m.name for m in existing], [m.student for m in existing if m.student],
-                                  swarm_nodes=any(m.role != Role.STUDENT for m in existing))
+                                  swarm_nodes=any(m.is_shared_node for m in existing))
         if lost:
             refuse_lost_secrets(room, lost, new_secrets)
         new_hosts = [h for h in hosts if h.name not in before]
         estimate = backend.estimate(len(hosts)) if confirm is not None and new_hosts else None  # None: free
+        capacity = backend.capacity_note(hosts, new_hosts)
+        if capacity:
+            room.progress.note(capacity)
         if estimate is not None and not confirm(estimate.line()):
             raise BadInput("nothing was created")
         course = prepare_course(room)  # a missing image fails here, before any state is written
@@ -192,8 +217,9 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
         hosts = room.planned_hosts()
         passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing)
         # Separate passwords for the shared Swarm nodes: one captured there opens no student's host.
+        # A student's own nodes take their own password: nobody else has an account there.
         swarm_passwords = state.passwords(student_names(students), replace_damaged=new_secrets or not existing,
-                                          swarm=True) if swarm_nodes else {}
+                                          swarm=True) if any(h.is_shared_node for h in hosts) else {}
         ensured = backend.ensure(hosts, key.public_line, room.progress, found)
         machines = ensured.machines
         made_before = {m.name for m in existing}  # new hosts got the new secrets when they were made
@@ -202,27 +228,47 @@ def up(room: Classroom, confirm: Callable[[str], bool] | None = None, *, new_sec
             renewed.append(f"the classroom's record {state.path / META_FILE}, which was missing: rebuilt from its "
                            f"{len(existing)} host(s); its expiry could not be read back and restarted from now")
         access = room.admin_access()  # after `ensure`: new hosts' keys are made with them
-        reports = provision_hosts(room, machines, passwords, access, course, swarm_passwords)
+        reports = provision_hosts(room, machines, passwords, access, course, swarm_passwords,
+                                  new_hosts={m.name for m in machines} - made_before)
         present = {m.name for m in machines}
         reports += [HostReport(h.name, h.role, "-", 0, ok=False,
                                error=ensured.failures.get(h.name, "the machine was not created"))
                     for h in hosts if h.name not in present]
-        swarm = room.remote.converge_swarm(machines, access, config.swarm.managers, room.progress)
+        layout = room.swarm_layout()
+        swarm = room.remote.converge_swarm(machines, access, layout, room.progress)
         swarm.apply_to(reports)
+        if layout.nodes and state.meta().routing_mesh is None:  # asked once: the kernel does not change
+            state.update_meta(routing_mesh=room.remote.routing_mesh(machines, access))
         entries = room.roster(machines)
         # No student host made at all (every one failed): exit 3 naming them, no sheets to print.
         sheet_files, sheets_dir = render_sheets(room, entries, machines) if entries else ([], None)
     return UpResult(room.name, backend.name, reports, sorted({m.name for m in machines} - before,
                                                                 key=host_order),
                     sheet_files, sheets_dir, room.expires_at(), swarm, renewed,
-                    isolates_students=backend.isolates_students)
+                    isolates_students=backend.isolates_students, swarm_mode=config.swarm.mode if layout.nodes else None,
+                    routing_mesh=state.meta().routing_mesh, swarm_formed=layout.formed)
 
 
 def _host_numbers(machines: list[Machine], role: str) -> list[int]:
-    """The numbers of the `role` hosts among `machines` (student-03 -> 3), and 0."""
-    prefix = "student" if role == "student" else "swarm"
-    return [0] + [int(m.name.rsplit("-", 1)[1]) for m in machines
-                  if m.name.startswith(f"{prefix}-") and m.name.rsplit("-", 1)[1].isdigit()]
+    """The numbers of the `role` hosts among `machines` (student-03 -> 3; a student's node
+    student-03-node-2 counts as node 2), and 0."""
+    from stacks import host_numbers
+
+    if role == "student":
+        return [0] + [host_numbers(m.name)[0] for m in machines if m.name.startswith("student-")]
+    return [0] + [host_numbers(m.name)[0] for m in machines if m.name.startswith("swarm-")] \
+        + [host_numbers(m.name)[1] for m in machines if m.name.startswith("student-")]
+
+
+def refuse_other_swarm_mode(room: Classroom, existing: list[Machine]) -> None:
+    """BadInput when the classroom's Swarm nodes are of the other `swarm.mode`: switching would
+    leave one kind of nodes behind, unconverged, with accounts of the other kind."""
+    per_student = room.config.swarm.per_student
+    other = [m.name for m in existing if m.role != Role.STUDENT and (m.student is None) == per_student]
+    if other:
+        made = "shared" if per_student else "per-student"
+        raise BadInput(f"swarm.mode: classroom {room.name!r} was made with {made} Swarm nodes ({other[0]}, …): "
+                       f"keep `mode: {made}`, or `classroom down` then `classroom up`")
 
 
 # A container made by an `up` that was interrupted before it started: it is made again.
@@ -321,9 +367,12 @@ def render_sheets(room: Classroom, entries: list[RosterEntry] | None = None,
         classroom=room.name,
         images=[image.name for image in room.config.images],
         exercises="~/exercises" if room.config.exercises else None,
-        swarm=room.swarm_access(machines),
+        swarm=[node for node in room.swarm_access(machines) if node.student is None],  # shared: on every sheet
         expires_at=room.expires_at(),
         backend=room.backend_name,
+        timezone=room.config.timezone,
+        swarm_formed=room.config.swarm.formed,
+        routing_mesh=room.state.meta().routing_mesh,
     )
     out = out_dir or default_sheets_dir(room)
     try:
@@ -380,8 +429,11 @@ def status(room: Classroom) -> StatusResult:
     present = [by_name[h.name] for h in planned if h.name in by_name]
     swarm = None
     with worker_pool(1) as pool:  # the Swarm view (admin) while the students' checks run
-        nodes = [m for m in present if m.role != Role.STUDENT and m.running]
-        future = pool.submit(room.remote.swarm_status, nodes, room.admin_access()) if nodes else None
+        from .swarm import is_swarm_node
+
+        layout = room.swarm_layout()
+        nodes = [m for m in present if is_swarm_node(m, layout) and m.running]
+        future = pool.submit(room.remote.swarm_status, nodes, room.admin_access(), layout) if nodes else None
         checked = room.remote.check_all(room, present, passwords)
         swarm = future.result() if future else None
     hosts = []
@@ -396,9 +448,20 @@ def status(room: Classroom) -> StatusResult:
             detail = detail or swarm.detail_for(machine.name)
         state = machine.state if not machine.running else ("ready" if checks and all(checks.values())
                                                             else "failed")
-        hosts.append(HostStatus(machine.name, machine.role, machine.student, machine.public_host,
-                                machine.public_port, state, checks, detail))
+        hosts.append(HostStatus(machine.name, observed_role(spec.role, machine, swarm), machine.student,
+                                machine.public_host, machine.public_port, state, checks, detail))
     return StatusResult(room.name, room.backend_name, hosts, exists, swarm)
+
+
+def observed_role(planned: Role, machine: Machine, swarm: SwarmStatus | None) -> Role:
+    """A Swarm node's role as its cluster lists it (a student may have promoted or formed one), else
+    `swarm-node` while it is in no cluster and none is expected (`formed: false`), else as planned."""
+    node = swarm.node(machine.name) if swarm is not None and machine.role != Role.STUDENT else None
+    if node is None:
+        return planned if machine.role != Role.STUDENT else Role.STUDENT
+    if node.in_cluster and node.role is not None:
+        return Role.SWARM_MANAGER if node.role == "manager" else Role.SWARM_WORKER
+    return Role.SWARM_NODE if not swarm.formed else planned
 
 
 # --- down ------------------------------------------------------------------------------------------
@@ -461,6 +524,13 @@ class ExtendResult:
     hosts: list[str]  # the hosts told (none where the backend enforces no expiry)
     sheets_dir: Path | None
 
+    @property
+    def summary(self) -> str:
+        """The line `extend` shows (the CLI and the web dashboard)."""
+        told = (f"{len(self.hosts)} host(s) told" if self.backend != "local"
+                else "local hosts enforce no expiry: remove them with `classroom down`")
+        return f"classroom {self.classroom}: expires {self.expires_at:%Y-%m-%d %H:%M} UTC ({told})."
+
 
 def extend(room: Classroom, duration: timedelta) -> ExtendResult:
     """Move the classroom's expiry to max(now, current expiry) + duration: on every host that
@@ -487,6 +557,13 @@ class ResetReport:
     seconds: float
     error: str | None = None
     changes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        """The line `reset` shows (the CLI and the web dashboard)."""
+        if self.ok:
+            return f"{self.name}: clean ({'replaced' if self.hard else 'reset'} in {self.seconds:.1f} s)"
+        return f"{self.name}: {self.error}"
 
 
 def require_record(room: Classroom) -> None:
@@ -519,22 +596,30 @@ def resolve_targets(room: Classroom, targets: list[str]) -> list[HostSpec]:
     return [planned[n] for n in names]
 
 
-def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[ResetReport]:
-    """Give each named student a clean machine; nobody else is touched."""
+def check_reset_options(*, hard: bool, keep_home: bool) -> None:
+    if keep_home and hard:
+        raise BadInput("--keep-home keeps the home folder in a soft reset: --hard replaces the whole machine")
+
+
+def reset(room: Classroom, targets: list[str], *, hard: bool = False, keep_home: bool = False) -> list[ResetReport]:
+    """Give each named student a clean machine; nobody else is touched. `keep_home` (soft only):
+    their home folder stays, ~/exercises included (only missing course files come back)."""
     import time
 
     from .provisioning import prepare_course
     from .ssh import in_parallel
+    from .swarm import swarm_clusters
 
-    specs = resolve_targets(room, targets)
-    if not hard and any(spec.is_swarm for spec in specs):
+    check_reset_options(hard=hard, keep_home=keep_home)
+    specs = with_own_nodes(room, resolve_targets(room, targets))
+    if not hard and any(spec.is_shared_node for spec in specs):
         raise BadInput("a Swarm node is shared by every student: reset it with --hard")
     require_recorded_course(room)
     unknown = [spec.student for spec in specs if spec.student and spec.student not in room.state.known_passwords()]
     if unknown:
         raise BadInput(f"the password of {', '.join(unknown)} is gone from {room.state.path}: restore it, or "
                        "`classroom up --new-secrets` makes new ones (the printed sheets become void)")
-    swarm_specs = [spec for spec in specs if spec.is_swarm]
+    swarm_specs = [spec for spec in specs if spec.is_shared_node]
     if swarm_specs and not room.state.known_passwords(swarm=True):
         raise BadInput(f"the students' Swarm passwords are gone from {room.state.path}: restore them, or "
                        "`classroom up --new-secrets` makes new ones (the printed sheets become void)")
@@ -557,24 +642,33 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         if swarm_specs:  # hard only (refused above otherwise): hand managers' roles over first
             room.remote.release_nodes(list(machines.values()), room.admin_access(), [s.name for s in swarm_specs],
                                       room.progress)
+        remote = room.remote
+        layout = room.swarm_layout()
+        # Students' own clusters: those of the named students (a node alone: its owner's, not cleaned).
+        owners = {spec.student for spec in specs if spec.student and layout.per_student and layout.nodes}
+        keep_swarm = layout.formed and bool(owners)  # a formed cluster of their own keeps its ID
+        whole = {spec.student for spec in specs if spec.role == Role.STUDENT} & owners
+        cleaned: list[str] = []
+        if keep_swarm and not hard:  # services first, or their tasks come back on the wiped nodes
+            clusters = [c for c in swarm_clusters(machines.values(), layout) if c[0].student in whole]
+            for _cluster, done, error in in_parallel(clusters, lambda c: remote.clean_swarm(
+                    c, room.admin_access(), backend)):
+                cleaned += done if error is None else [f"Swarm services not removed: {last_line(error)}"]
         room.progress.start("reset", f"{'Replacing' if hard else 'Resetting'} {len(specs)} host(s)",
                             total=len(specs))
-
-        remote = room.remote
 
         def reset_one(spec: HostSpec) -> ResetReport:
             started = time.monotonic()
             machine = machines.get(spec.name)
-            changes = []
-            if hard or machine is None or not machine.running:
+            replaced = hard or machine is None or not machine.running
+            if replaced:
                 machine = backend.replace(spec, key.public_line)
-            else:  # engine started first, every Docker error fatal, leftovers looked for
-                changes = remote.wipe(machine, room.admin_access(), backend, spec.student or "")
-            own, own_hashes = (swarm_passwords, swarm_hashes) if spec.is_swarm else (passwords, hashes)
-            changes += remote.provision(machine, own_hashes, room.admin_access(), course, backend, fresh_exercises=True)
-            checks, detail = remote.check(machine, room.admin_access(), own, own_hashes, images=bool(course.images),
-                                          exercises=course.exercises is not None,
-                                          repairable=backend.can_repair_access)
+            own, own_hashes = (swarm_passwords, swarm_hashes) if spec.is_shared_node else (passwords, hashes)
+            # Soft: the wipe starts the engine first, fails on any Docker error, looks for leftovers.
+            changes, (checks, detail) = remote.provision_and_check(
+                machine, own_hashes, room.admin_access(), course, backend, own, fresh_exercises=not keep_home,
+                new_host=replaced, wipe=None if replaced else spec.student or "", keep_home=keep_home,
+                keep_swarm=keep_swarm and spec.student in owners, repairable=backend.can_repair_access)
             failing = [name for name, ok in checks.items() if not ok]
             error = f"check failed: {', '.join(failing)}" + (f" ({detail})" if detail else "") if failing else None
             return ResetReport(spec.name, hard, not failing, time.monotonic() - started, error, changes)
@@ -585,10 +679,21 @@ def reset(room: Classroom, targets: list[str], *, hard: bool = False) -> list[Re
         reports = []
         for spec, report, error in outcomes:
             reports.append(report or ResetReport(spec.name, hard, False, 0.0, last_line(error)))
+        if cleaned and reports:
+            reports[0].changes += cleaned
         if swarm_specs:
-            remote.converge_swarm(backend.machines(), room.admin_access(), room.config.swarm.managers,
-                                  room.progress).apply_to(reports)
+            remote.converge_swarm(backend.machines(), room.admin_access(), layout, room.progress).apply_to(reports)
+        elif owners and layout.formed:  # their own clusters only: rejoined, re-formed after --hard
+            mine = [m for m in backend.machines() if m.student in owners]
+            remote.converge_swarm(mine, room.admin_access(), layout, room.progress).apply_to(reports)
     return reports
+
+
+def with_own_nodes(room: Classroom, specs: list[HostSpec]) -> list[HostSpec]:
+    """A student's host brings their own Swarm nodes along (their whole cluster is reset)."""
+    students = {spec.student for spec in specs if spec.role == Role.STUDENT}
+    nodes = [h for h in room.planned_hosts() if h.node and h.student in students and h not in specs]
+    return sorted([*specs, *nodes], key=lambda h: host_order(h.name))
 
 
 # --- exec ------------------------------------------------------------------------------------------

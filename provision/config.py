@@ -97,8 +97,22 @@ class ImageSpec(_Strict):
 
 
 class SwarmConfig(_Strict):
+    # Nodes per cluster. per-student: each student's own cluster, their host being node 1 (so 3 is
+    # the host and two more machines); shared: swarm-1 … swarm-N, every student root on them.
     nodes: Annotated[Count, Field(ge=0, le=9)] = 3
     managers: Annotated[Count, Field(ge=1)] = 1
+    mode: Literal["per-student", "shared"] = "per-student"
+    # false: blank engines the students form into a cluster themselves (the `swarm init` lab).
+    formed: bool = True
+
+    @property
+    def per_student(self) -> bool:
+        return self.mode == "per-student"
+
+    @property
+    def own_nodes(self) -> int:
+        """How many machines each student's own cluster has, their host included (1: none)."""
+        return max(self.nodes, 1) if self.per_student else 1
 
     @model_validator(mode="after")
     def _managers_fit(self) -> SwarmConfig:
@@ -109,6 +123,21 @@ class SwarmConfig(_Strict):
 
 class SheetsConfig(_Strict):
     lang: Literal["en", "fr"] = "en"
+
+
+class WebConfig(_Strict):
+    """`classroom web`: students may claim a free seat with the class code (`self_service`);
+    with a certificate and its key, it serves HTTPS."""
+
+    self_service: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> WebConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both, or neither")
+        return self
 
 
 SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)b?$", re.IGNORECASE)
@@ -157,7 +186,9 @@ PLAIN_RUNTIMES = ("runc", "io.containerd.runc.v2", "io.containerd.runtime.v1.lin
 
 
 class LocalConfig(_Strict):
-    public_host: str = "127.0.0.1"
+    # The address printed on sheets, where students reach their host's sshd and published ports.
+    # None: this machine's address on its default route (hostaddr.py), read when first asked.
+    public_host: str | None = None
     ssh_port_base: Annotated[Count, Field(ge=1024, le=60000)] = 2200
     limits: LocalLimits = LocalLimits()
     # An OCI runtime that isolates Docker-in-Docker without added privileges, e.g. sysbox-runc.
@@ -177,10 +208,19 @@ class LocalConfig(_Strict):
 
     @field_validator("public_host")
     @classmethod
-    def _host(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9.:-]+$", value):
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9.:-]+$", value):
             raise ValueError(f"{value!r} is not a host name or address")
         return value
+
+    @property
+    def address(self) -> str:
+        """`public_host`, else this machine's address on its default route, else loopback."""
+        if self.public_host is not None:
+            return self.public_host
+        from .hostaddr import default_route_address
+
+        return default_route_address() or "127.0.0.1"
 
 
 def mirror_url(value: str | None) -> str | None:
@@ -267,6 +307,11 @@ class ClassroomConfig(_Strict):
     students: Annotated[Count, Field(ge=1, le=MAX_STUDENTS)] = 3
     images: list[ImageSpec] = []
     exercises: Path | None = None
+    # NN-name/check.sh, run as each student for `progress`: never copied to students.
+    checks: Path | None = None
+    web: WebConfig = WebConfig()
+    # `NN-name/solution.sh` per exercise, run by `classroom rehearse`; never copied to students.
+    solutions: Path | None = None
     swarm: SwarmConfig = SwarmConfig()
     sheets: SheetsConfig = SheetsConfig()
     preload: PreloadConfig = PreloadConfig()
@@ -277,6 +322,10 @@ class ClassroomConfig(_Strict):
     # The name of the environment variable holding Docker Hub credentials (`user:token`) for the
     # hosts' pulls; never the credentials themselves (the file is shared, the state is kept).
     registry_auth: str = DEFAULT_REGISTRY_AUTH_ENV
+    # The class's time zone, for the times on sheets (None: this machine's, timezones.py).
+    timezone: str | None = None
+    # Whether students may `sudo` on their own host with their own password (never on Swarm nodes).
+    students_sudo: Annotated[bool, Field(strict=True)] = True
     # Where the file was read from: relative paths (exercises, image builds) are relative to it.
     base_dir: Path = Field(default=Path("."), exclude=True)
     # The file itself and a digest of its bytes (None: built-in defaults): `up` records them, and
@@ -314,6 +363,24 @@ class ClassroomConfig(_Strict):
         parse_ports(value)
         return [] if value is None else value
 
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _zone(cls, value: Any) -> str | None:
+        from .timezones import check_zone
+
+        return None if value is None else check_zone(str(value).strip())
+
+    @model_validator(mode="after")
+    def _local_ports_fit(self) -> ClassroomConfig:
+        from .ports import local_ports_problem
+
+        if self.backend == "local":
+            problem = local_ports_problem(self.local.ssh_port_base, self.port_ranges, self.students,
+                                          self.swarm.own_nodes)
+            if problem:
+                raise ValueError(problem)
+        return self
+
     @field_validator("registry_auth", mode="before")
     @classmethod
     def _env_name(cls, value: Any) -> str:
@@ -342,6 +409,18 @@ class ClassroomConfig(_Strict):
     @property
     def exercises_dir(self) -> Path | None:
         return None if self.exercises is None else (self.base_dir / self.exercises).resolve()
+
+    @property
+    def checks_dir(self) -> Path | None:
+        return None if self.checks is None else (self.base_dir / self.checks).resolve()
+
+    def web_path(self, path: Path | None) -> Path | None:
+        """A `web.tls_*` file, relative to the classroom file."""
+        return None if path is None else (self.base_dir / path).resolve()
+
+    @property
+    def solutions_dir(self) -> Path | None:
+        return None if self.solutions is None else (self.base_dir / self.solutions).resolve()
 
     def image_build_dir(self, image: ImageSpec) -> Path | None:
         return None if image.build is None else (self.base_dir / image.build).resolve()
@@ -441,12 +520,27 @@ def check_course_paths(config: ClassroomConfig, label: str = "classroom file") -
         check_course_folder(config, folder, f"{label}: exercises")
         if not folder.is_dir():
             raise BadInput(f"{label}: exercises: no such folder: {folder}")
+    check_checks_folder(config, label)
     for index, image in enumerate(config.images):
         build = config.image_build_dir(image)
         if build is not None:
             check_course_folder(config, build, f"{label}: images.{index}.build")
             if not (build / "Dockerfile").is_file():
                 raise BadInput(f"{label}: images.{index}.build: no Dockerfile in {build}")
+
+
+def check_checks_folder(config: ClassroomConfig, label: str) -> None:
+    """The checks folder exists, stays in the course, and is apart from the exercises: what is
+    inside the exercises folder reaches every student, and a check often gives the answer away."""
+    checks, exercises = config.checks_dir, config.exercises_dir
+    if checks is None:
+        return
+    check_course_folder(config, checks, f"{label}: checks")
+    if not checks.is_dir():
+        raise BadInput(f"{label}: checks: no such folder: {checks}")
+    if exercises is not None and (checks.is_relative_to(exercises) or exercises.is_relative_to(checks)):
+        raise BadInput(f"{label}: checks: {checks} and the exercises folder {exercises} overlap: the exercises "
+                       "are copied to every student, the checks must not be")
 
 
 def check_course_folder(config: ClassroomConfig, folder: Path, field: str) -> None:
@@ -473,8 +567,10 @@ def check_course_folder(config: ClassroomConfig, folder: Path, field: str) -> No
 def _one_line(exc: ValidationError, label: str, sources: dict[tuple[str, ...], str]) -> str:
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
-    field = sources.get(loc) or ".".join(loc) or "file"
+    field = sources.get(loc) or ".".join(loc)
     message = _plain(error["msg"].removeprefix("Value error, "))
+    if not field:  # a check of the whole file: its message names the fields itself
+        return f"{label}: {message}"
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
     elif ("input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict)

@@ -46,10 +46,23 @@ class ExercisePack:
     files: int
 
 
-def pack_exercises(folder: Path) -> ExercisePack:
-    """Describe every entry (sorted, modes kept) and make sure the tar of that version exists."""
+# Folders of a course that are for the trainer only: a `solutions/` or `checks/` folder put inside
+# the exercises folder is never copied to students (nor is the folder `solutions:` names).
+TRAINER_ONLY = ("solutions", "checks")
+
+
+def kept_from_students(folder: Path, *named: Path | None) -> frozenset[Path]:
+    """The folders under `folder` that are not copied: its top-level TRAINER_ONLY ones, and the
+    `named` ones (the classroom file's `solutions:`), wherever they lie."""
+    return frozenset({(folder / name).resolve() for name in TRAINER_ONLY}
+                     | {path.resolve() for path in named if path is not None})
+
+
+def pack_exercises(folder: Path, skip: frozenset[Path] = frozenset()) -> ExercisePack:
+    """Describe every entry (sorted, modes kept) and make sure the tar of that version exists;
+    the folders in `skip` (kept_from_students) are left out."""
     found = []
-    for path in _walk(folder):
+    for path in _walk(folder, skip):
         relative = path.relative_to(folder).as_posix()
         if "\t" in relative or "\n" in relative:
             raise BadInput(f"exercises: file names with tabs or newlines are not supported: {relative!r}")
@@ -58,7 +71,7 @@ def pack_exercises(folder: Path) -> ExercisePack:
             found.append((path, relative, info))  # symlinks and devices have no place in a course folder
     refuse_private_files([relative + ("/" if stat.S_ISDIR(info.st_mode) else "")
                           for _path, relative, info in found if _private(info)])
-    hashes = _HashCache(folder)
+    hashes = FileHashes(folder)
     entries: list[tuple[str, int, str, str]] = []
     for path, relative, info in found:
         mode = stat.S_IMODE(info.st_mode)
@@ -75,11 +88,11 @@ def pack_exercises(folder: Path) -> ExercisePack:
     return ExercisePack(archive, manifest, digest, sum(1 for e in entries if e[0] == "f"))
 
 
-def private_files(folder: Path) -> list[str]:
+def private_files(folder: Path, skip: frozenset[Path] = frozenset()) -> list[str]:
     """Course files that others may not read, and folders others may not enter (named with a
-    trailing /): a key or a note put there by mistake, most likely."""
+    trailing /): a key or a note put there by mistake, most likely. `skip`: as pack_exercises."""
     return [path.relative_to(folder).as_posix() + ("/" if stat.S_ISDIR(info.st_mode) else "")
-            for path in _walk(folder) if _private(info := path.lstat())]
+            for path in _walk(folder, skip) if _private(info := path.lstat())]
 
 
 def refuse_private_files(names: list[str]) -> None:
@@ -129,9 +142,10 @@ def _write_tar(folder: Path, relatives: list[str], archive: Path) -> None:
             os.unlink(partial)
 
 
-class _HashCache:
-    """sha256 of each course file, kept while its size, mtime and inode stay the same: a second
-    `up` of a course with a 1.5 GB file reads none of it. One small file per exercises folder."""
+class FileHashes:
+    """sha256 of each file of a course folder (exercises, an image's build folder), kept while its
+    size, mtime and inode stay the same: a second `up` of a course with a 1.5 GB file reads none
+    of it. One small file per folder in the cache."""
 
     def __init__(self, folder: Path):
         key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
@@ -165,10 +179,10 @@ class _HashCache:
         os.replace(partial, self.path)
 
 
-def _walk(folder: Path):
+def _walk(folder: Path, skip: frozenset[Path] = frozenset()):
     for root, dirs, files in os.walk(folder):
-        dirs.sort()
         base = Path(root)
+        dirs[:] = sorted(name for name in dirs if (base / name).resolve() not in skip)
         for name in dirs:
             yield base / name
         for name in sorted(files):

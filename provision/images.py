@@ -95,17 +95,22 @@ CONTEXT_LABEL = "classroom.context"
 
 
 def context_digest(folder: Path) -> str:
-    """A digest of a build folder (names, modes, bytes): an unchanged folder is not rebuilt.
+    """A digest of a build folder (names, modes, each file's sha256): an unchanged folder is not
+    rebuilt.
 
     Rebuilding even from cache re-sends the whole context to the engine (50 MB for two course
-    images): that alone made a second `up` of a ready classroom take seconds.
+    images): that alone made a second `up` of a ready classroom take seconds. A file whose size,
+    mtime and inode did not change is not read again (exercises.FileHashes).
     """
+    from .exercises import FileHashes
+
+    hashes = FileHashes(folder)
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_mode & 0o777}\0".encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        info = path.stat()
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{info.st_mode & 0o777}\0".encode())
+        digest.update(hashes.sha256(path, info).encode())
+    hashes.save()
     return digest.hexdigest()
 
 

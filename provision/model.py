@@ -16,6 +16,7 @@ class Role(StrEnum):
     STUDENT = "student"
     SWARM_MANAGER = "swarm-manager"
     SWARM_WORKER = "swarm-worker"
+    SWARM_NODE = "swarm-node"  # a blank engine (`swarm.formed: false`): the student forms the cluster
 
 
 class MachineState(StrEnum):
@@ -55,10 +56,16 @@ class HostSpec:
     role: Role
     student: str | None  # the student who owns it; None for Swarm nodes
     index: int  # 1-based position among its kind: decides the SSH port on the local backend
+    node: int = 0  # a student's own Swarm node: its number in their cluster (2…N; their host is 1)
 
     @property
     def is_swarm(self) -> bool:
         return self.role != Role.STUDENT
+
+    @property
+    def is_shared_node(self) -> bool:
+        """A node of the shared cluster: every student has an account there (and is root)."""
+        return self.is_swarm and self.student is None
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,18 @@ class Machine:
     private_address: str | None = None  # on the classroom's network: Swarm advertises this
     machine_id: str | None = None  # container ID, instance ID
     admin_user: str = "root"
+    # (port on the host, port on public_host) of each course port a student reaches from outside:
+    # local, a block of this machine's ports each; aws, the host's own ports (ports.py).
+    ports: tuple[tuple[int, int], ...] = ()
 
     @property
     def running(self) -> bool:
         return self.state == MachineState.RUNNING
+
+    @property
+    def is_shared_node(self) -> bool:
+        """A node of the shared cluster (no owner): every student has an account there."""
+        return self.role != Role.STUDENT and self.student is None
 
 
 @dataclass(frozen=True)

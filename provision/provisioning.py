@@ -8,7 +8,8 @@ transfers nothing and changes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,14 +21,17 @@ from .accounts import ensure_accounts
 from .backends.base import Backend
 from .model import HostReport, Machine, MachineState, Role, Strategy
 from .errors import BadInput, last_line
+from .hosttools import ensure_host_tools
 from .exercises import ExerciseChange, ExerciseChanges, ExercisePack, sync_exercises
 from .images import CourseImage
-from .preload import pull_images, push_images
+from .preload import pull_images, push_images, upload_early
 from .ssh import AdminAccess, HostKeyMismatch, RemoteError, admin_connection, check, in_parallel, open_with_retry, \
     script_command
+from .workers import worker_pool
 
 if TYPE_CHECKING:
     from .commands import Classroom
+    from .hostwork import Checks
 
 START_DOCKER = "/usr/local/sbin/classroom-start-docker"
 
@@ -39,6 +43,7 @@ class Course:
     images: list[CourseImage] = field(default_factory=list)
     exercises: ExercisePack | None = None
     strategy: Strategy = Strategy.PUSH
+    students_sudo: bool = True  # each student may sudo on their own host (hosttools.py)
 
     def cache_files(self) -> list[str]:
         """The files of the trainer's cache this course uses: `down --clear-cache` removes them."""
@@ -52,7 +57,7 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
 
     `rebuild=False` (reset) reuses a course image already built rather than building it again.
     """
-    from .exercises import pack_exercises
+    from .exercises import kept_from_students, pack_exercises
     from .images import CourseImage, prepare_images, reference
 
     config = room.config
@@ -62,18 +67,19 @@ def prepare_course(room: Classroom, rebuild: bool = True) -> Course:
     else:  # each host pulls: the trainer's engine is never asked
         images = [CourseImage(reference(image.name), "-", None) for image in config.images]
     folder = config.exercises_dir
-    pack = pack_exercises(folder) if folder is not None else None
-    return Course(images, pack, strategy)
+    pack = pack_exercises(folder, kept_from_students(folder, config.solutions_dir)) if folder is not None else None
+    return Course(images, pack, strategy, config.students_sudo)
 
 
 def check_course(room: Classroom) -> None:
     """Refuse a course its preload strategy cannot deliver, or that would hand students files
     nobody meant them to have, before any host is created: with `pull` each host pulls from a
     registry, so an image built from the course folder would fail on every host."""
-    from .exercises import private_files, refuse_private_files
+    from .exercises import kept_from_students, private_files, refuse_private_files
 
-    if room.config.exercises_dir is not None:
-        refuse_private_files(private_files(room.config.exercises_dir))
+    folder = room.config.exercises_dir
+    if folder is not None:
+        refuse_private_files(private_files(folder, kept_from_students(folder, room.config.solutions_dir)))
     if room.preload_strategy != Strategy.PULL:
         return
     for index, image in enumerate(room.config.images):
@@ -85,8 +91,9 @@ def check_course(room: Classroom) -> None:
 
 
 def accounts_for(machine: Machine, hashes: dict[str, str]) -> dict[str, str]:
-    """A student host has its student; a Swarm node has every student (`hashes`: their Swarm passwords')."""
-    if machine.role == Role.STUDENT:
+    """A student's host or own Swarm node has its student only; a shared Swarm node has every
+    student (`hashes`: their Swarm passwords')."""
+    if machine.student:
         return {machine.student: hashes[machine.student]} if machine.student in hashes else {}
     return dict(hashes)
 
@@ -94,7 +101,10 @@ def accounts_for(machine: Machine, hashes: dict[str, str]) -> dict[str, str]:
 def ensure_engine(connection) -> bool:
     """Start the host's Docker engine if it stopped; True when it had to."""
     out = check(connection, script_command("docker_start.sh", START_DOCKER), what="starting Docker")
-    return out.strip() == "started"
+    # A new local host's engine may still be starting when its sshd answers: the host's script
+    # waits for that start and says "waited" before docker_start.sh's "started". Only an engine
+    # that this call started is a change.
+    return out.split() == ["started"]
 
 
 def open_admin(machine: Machine, access: AdminAccess, backend: Backend | None = None,
@@ -135,34 +145,69 @@ def admin_session(machine: Machine, access: AdminAccess, backend: Backend | None
 
 def provision_host(machine: Machine, hashes: dict[str, str], access: AdminAccess,
                    course: Course | None = None, backend: Backend | None = None,
-                   fresh_exercises: bool = False) -> list[str]:
-    """Converge one host; returns what changed (empty when it was already right).
+                   fresh_exercises: bool = False, new_host: bool = False,
+                   first: Callable[[Connection], list[str]] | None = None,
+                   then: Callable[[Connection, list[str]], None] | None = None) -> list[str]:
+    """Converge one host; returns what changed (empty when it was already right). On the same
+    admin session (one handshake), `first(session)` runs before (a soft reset's wipe: what it
+    returns counts as changes) and `then(session, changes)` once the host is provisioned (the checks).
 
-    `hashes` are the students' password hashes (state.py): a host never gets a password."""
+    `hashes` are the students' password hashes (state.py): a host never gets a password.
+    `new_host`: made by this run, so it has no image yet: the saved images go to it through the
+    backend's fast path (if it has one) while its SSH and engine are still starting."""
     course = course or Course()
     changes: list[str] = []
+    early = new_host and backend is not None and bool(course.images) and course.strategy == Strategy.PUSH
     try:
-        with admin_session(machine, access, backend, changes) as connection:
-            if ensure_engine(connection):
-                changes.append("docker engine started")
-            accounts = accounts_for(machine, hashes)
-            changes += ensure_accounts(connection, accounts)
-            if course.images:
-                if course.strategy == Strategy.PUSH:
-                    loaded = push_images(connection, backend, machine, course.images)
-                else:
-                    loaded = pull_images(connection, course.images)
-                changes += [f"image {name}" for name in loaded]
-            if course.exercises is not None and machine.role == Role.STUDENT and machine.student in accounts:
-                done = sync_exercises(connection, backend, machine, machine.student, course.exercises,
-                                      fresh=fresh_exercises)
-                changes += summarize_exercise_changes(done)
-            return changes
+        with worker_pool(1) as pool:
+            upload = pool.submit(upload_early, backend, machine, course.images) if early else None
+            with admin_session(machine, access, backend, changes) as connection:
+                if first is not None:
+                    changes += first(connection)
+                changes += _converge(connection, machine, hashes, course, backend, fresh_exercises,
+                                     sent=lambda: _sent(upload))
+                if then is not None:
+                    then(connection, changes)
+                return changes
     except Exception as exc:
         reason = stopped_meanwhile(machine_gone(backend, machine))
         if reason:  # the real cause, rather than a closed socket's last words
             raise RemoteError(f"{reason} while provisioning ({last_line(exc)})") from exc
         raise
+
+
+def _converge(connection: Connection, machine: Machine, hashes: dict[str, str], course: Course,
+              backend: Backend | None, fresh_exercises: bool, sent: Callable[[], dict[str, str]]) -> list[str]:
+    """Engine, accounts, images, exercises, in that order, on an open admin session: the engine
+    first, so that a host whose root shell fails says so at once (the accounts' step sends stdin,
+    which such a shell never reads). `sent()`: the images' tars already sent early (waited for
+    only when the images' turn comes)."""
+    changes = ["docker engine started"] if ensure_engine(connection) else []
+    accounts = accounts_for(machine, hashes)
+    changes += ensure_accounts(connection, accounts)
+    changes += ensure_host_tools(connection, machine, course.students_sudo)
+    if course.images:
+        if course.strategy == Strategy.PUSH:
+            loaded = push_images(connection, backend, machine, course.images, sent())
+        else:
+            loaded = pull_images(connection, course.images)
+        changes += [f"image {name}" for name in loaded]
+    if course.exercises is not None and machine.role == Role.STUDENT and machine.student in accounts:
+        done = sync_exercises(connection, backend, machine, machine.student, course.exercises,
+                              fresh=fresh_exercises)
+        changes += summarize_exercise_changes(done)
+    return changes
+
+
+def _sent(upload: Future | None) -> dict[str, str]:
+    """What the early upload put on the host (waited for); nothing when it failed (push_images
+    sends it again)."""
+    if upload is None:
+        return {}
+    try:
+        return upload.result()
+    except Exception:
+        return {}
 
 
 STOPPED_GRACE_SECONDS = 2.0  # how long a failed host that still runs is watched (tests of unreachable hosts set 0)
@@ -212,27 +257,33 @@ def summarize_exercise_changes(done: ExerciseChanges) -> list[str]:
 
 def provision_hosts(room: Classroom, machines: list[Machine], passwords: dict[str, str],
                     access: AdminAccess, course: Course | None = None,
-                    swarm_passwords: dict[str, str] | None = None) -> list[HostReport]:
-    """`passwords` open the students' own hosts; `swarm_passwords` the shared Swarm nodes, where
-    every student is root: a Swarm node never gets the hash of a password that opens a student's host."""
+                    swarm_passwords: dict[str, str] | None = None, new_hosts: Collection[str] = ()) -> list[HostReport]:
+    """`passwords` open the students' own hosts and nodes; `swarm_passwords` the shared Swarm nodes, where
+    every student is root: a shared node never gets the hash of a password that opens a student's host.
+    `new_hosts`: the names of the machines this run made (see provision_host)."""
     progress = room.progress
     running = [m for m in machines if m.running]
     limit = room.config.preload.parallel
     hashes = room.state.password_hashes(passwords)
     swarm_hashes = room.state.password_hashes(swarm_passwords or {}, swarm=True)
-    progress.start("provision", f"Provisioning {len(running)} host(s)", total=len(running))
     course = course or Course()
-    outcomes = in_parallel(running, lambda m: room.remote.provision(
-                               m, hashes if m.role == Role.STUDENT else swarm_hashes, access, course, room.backend),
-                           limit=limit,
+    verified: dict[str, Checks] = {}
+
+    def provision_and_check(machine: Machine) -> list[str]:
+        """Each host is checked as its students as soon as it is provisioned, on the same admin
+        session: no wait for the slowest host in between, one handshake less per host. On a host
+        that changed, each student's password is also tried for real, up to authentication."""
+        shared = machine.is_shared_node
+        changes, verified[machine.name] = room.remote.provision_and_check(
+            machine, swarm_hashes if shared else hashes, access, course, room.backend,
+            (swarm_passwords or {}) if shared else passwords, new_host=machine.name in new_hosts,
+            password_login=True, repairable=room.backend.can_repair_access)
+        return changes
+
+    progress.start("provision", f"Provisioning and checking {len(running)} host(s)", total=len(running))
+    outcomes = in_parallel(running, provision_and_check, limit=limit,
                            on_done=lambda m, _r, _e: progress.advance("provision", detail=m.name))
     progress.finish("provision")
-
-    progress.start("verify", "Checking every host as its students", total=len(running))
-    # The hosts just changed: each student's password is also tried for real, up to authentication.
-    verified = room.remote.check_all(room, running, passwords, password_login=True, swarm_passwords=swarm_passwords,
-                                     on_done=lambda m: progress.advance("verify", detail=m.name))
-    progress.finish("verify")
 
     reports = []
     for machine, changes, error in outcomes:

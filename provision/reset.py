@@ -14,23 +14,37 @@ from fabric import Connection
 from .preload import IMAGES_FILE
 from .ssh import RemoteError, check, script_command
 
-def wipe_student(connection: Connection, user: str) -> list[str]:
+def wipe_student(connection: Connection, user: str, *, keep_home: bool = False,
+                 keep_swarm: bool = False) -> list[str]:
     """Start the engine if it stopped, wipe, verify; returns what had to be done besides the wipe.
-    A RemoteError when the wipe fails or leaves anything: that host is not clean."""
+    A RemoteError when the wipe fails or leaves anything: that host is not clean. `keep_home`: the
+    student's home folder stays as it is. `keep_swarm`: a node of the student's own cluster stays
+    in it (the cluster keeps its ID)."""
     from .provisioning import ensure_engine
 
     changes = ["docker engine started"] if ensure_engine(connection) else []
-    check(connection, script_command("reset.sh", "wipe", IMAGES_FILE, user), what="resetting", timeout=300)
-    left = leftovers_after_reset(connection)
+    flags = (("keep-swarm",) if keep_swarm else ()) + (("keep-home",) if keep_home else ())
+    check(connection, script_command("reset.sh", "wipe", IMAGES_FILE, user, *flags), what="resetting", timeout=300)
+    left = leftovers_after_reset(connection, keep_swarm)
     if left:
         raise RemoteError(f"not clean: the reset left {describe_leftovers(left)}")
     return changes
 
 
-def leftovers_after_reset(connection: Connection) -> list[tuple[str, str]]:
+def clean_swarm(connection: Connection) -> bool:
+    """On a manager of a student's own cluster: every service (stacks too), secret and config gone.
+    False when this node is not a manager (ask the next one)."""
+    out = check(connection, script_command("reset.sh", "clean-swarm", IMAGES_FILE), what="cleaning the Swarm cluster",
+                timeout=120)
+    return out.strip() == "cleaned"
+
+
+def leftovers_after_reset(connection: Connection, keep_swarm: bool = False) -> list[tuple[str, str]]:
     """(kind, name) of every container, volume, custom network, image that is not the course's,
-    and Swarm membership still on the host's engine."""
-    lines = check(connection, script_command("reset.sh", "leftovers", IMAGES_FILE),
+    and Swarm membership still on the host's engine (`keep_swarm`: services, secrets and configs
+    instead, on a manager)."""
+    keep = ("-", "keep-swarm") if keep_swarm else ()
+    lines = check(connection, script_command("reset.sh", "leftovers", IMAGES_FILE, *keep),
                   what="verifying the reset").splitlines()
     return [(kind, name) for kind, _, name in (line.partition(" ") for line in lines) if kind]
 

@@ -14,7 +14,8 @@ log() { printf '[demo] %s\n' "$*" >&2; }
 
 bash scripts/test.sh --setup-only
 
-# The offline variant of the example course: every image is built here, no registry needed.
+# The offline variant of the example course: every image is built here (FROM the base image,
+# which is preloaded too), no registry needed.
 file=${DEMO_FILE:-examples/docker-intro/classroom.offline.yaml}
 classroom=.venv/bin/classroom
 run_file=$file
@@ -31,6 +32,7 @@ What next (from $(pwd)):
   classroom -f $run_file status    # one row per host, with live checks
   classroom -f $run_file roster    # who logs in where, with which password
   classroom -f $run_file sheets    # render the access sheets again
+  classroom -f $run_file rehearse  # every chapter's solution, as a student, on a scratch host
   ssh -p PORT student-01@127.0.0.1   # log in as a student (PORT and password: see roster)
   classroom -f $run_file down --yes  # remove everything, then check that nothing is left
 NEXT

@@ -179,21 +179,42 @@ def parse_expiry(text: str) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def plan_host_entries(students: int, swarm_nodes: int = 0, managers: int = 1) -> tuple[HostEntry, ...]:
-    """Every host of a classroom, in `host_order`: one per student, then swarm-1 … swarm-M.
-    Here rather than in provision (whose roster.plan_hosts builds on it) so that `pulumi up`
-    runs without the tool."""
-    hosts = [HostEntry(f"student-{i:02d}", "student", f"student-{i:02d}") for i in range(1, students + 1)]
-    hosts += [HostEntry(f"swarm-{k}", "swarm-manager" if k <= managers else "swarm-worker")
-              for k in range(1, swarm_nodes + 1)]
+def plan_host_entries(students: int, swarm_nodes: int = 0, managers: int = 1, *, per_student: bool = False,
+                      formed: bool = True) -> tuple[HostEntry, ...]:
+    """Every host of a classroom, in `host_order`. Shared: one host per student, then swarm-1 … swarm-M.
+    `per_student`: each student's host is node 1 of their own cluster, followed by
+    student-NN-node-2 … student-NN-node-M (owned by them). `formed` false: the nodes are blank
+    (`swarm-node`). Here rather than in provision (whose roster.plan_hosts builds on it) so that
+    `pulumi up` runs without the tool."""
+    def role(k: int) -> str:
+        return "swarm-node" if not formed else "swarm-manager" if k <= managers else "swarm-worker"
+
+    hosts = []
+    for i in range(1, students + 1):
+        student = f"student-{i:02d}"
+        hosts.append(HostEntry(student, "student", student))
+        if per_student:
+            hosts += [HostEntry(f"{student}-node-{k}", role(k), student) for k in range(2, swarm_nodes + 1)]
+    if not per_student:
+        hosts += [HostEntry(f"swarm-{k}", role(k)) for k in range(1, swarm_nodes + 1)]
     return tuple(hosts)
 
 
+_HOST_NAME = re.compile(r"^(student|swarm)-(\d+)(?:-node-(\d+))?$")
+
+
+def host_numbers(name: str) -> tuple[int, int]:
+    """(index among its kind, node number): student-07 -> (7, 0), student-07-node-2 -> (7, 2),
+    swarm-3 -> (3, 0); (0, 0) for a name of no kind."""
+    match = _HOST_NAME.match(name)
+    return (int(match.group(2)), int(match.group(3) or 0)) if match else (0, 0)
+
+
 def host_order(name: str) -> tuple[int, int, str]:
-    """Sort key of a host name: students first, then Swarm nodes, each by number (swarm-2
-    before swarm-10)."""
-    number = name.rsplit("-", 1)[-1]
-    return (0 if name.startswith("student-") else 1, int(number) if number.isdigit() else 0, name)
+    """Sort key of a host name: students first, each followed by their own nodes, then the shared
+    Swarm nodes, each by number (swarm-2 before swarm-10)."""
+    index, _node = host_numbers(name)
+    return (0 if name.startswith("student-") else 1, index, name)
 
 
 def spec_from_values(get: Callable[[str], str | None], stack: str,
@@ -213,7 +234,8 @@ def spec_from_values(get: Callable[[str], str | None], stack: str,
         hosts = tuple(HostEntry(h["name"], h["role"], h.get("student")) for h in json.loads(hosts_text))
     else:
         hosts = plan_host_entries(int(text("students") or 3), int(text("swarmNodes") or 0),
-                                  int(text("swarmManagers") or 1))
+                                  int(text("swarmManagers") or 1),
+                                  per_student=(text("swarmMode") or "per-student") == "per-student")
     key = text("adminPublicKey")
     if not key:
         raise ValueError(f"{PROJECT}:adminPublicKey is required (an OpenSSH public key line)")

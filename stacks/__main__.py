@@ -5,7 +5,8 @@ Configuration, in the stack (`pulumi config set KEY VALUE`):
   classroom:adminPublicKey    required: the OpenSSH public key the tool logs in with as root
   classroom:hosts             a JSON list of {"name", "role", "student"}; or, instead:
   classroom:students          number of student hosts (default 3)
-  classroom:swarmNodes        number of Swarm nodes (default 0), classroom:swarmManagers (1)
+  classroom:swarmNodes        number of Swarm nodes (default 0), classroom:swarmManagers (1),
+                              classroom:swarmMode (per-student | shared)
   classroom:expiresAt         ISO time (UTC) when hosts power off; or classroom:ttl (default 8h)
   classroom:instanceType      default t3.small
   classroom:allowedCidr       default 0.0.0.0/0

@@ -112,7 +112,11 @@ def classroom_program(spec: ClassroomSpec, render: UserDataRenderer = render_use
         "out-all-ipv4", security_group_id=group.id, ip_protocol="-1", cidr_ipv4="0.0.0.0/0",
         description="all outbound (apt, Docker Hub)", tags=tags("out-all-ipv4"))
     swarm_groups: list[pulumi.Output[str]] = []
-    if any(h.role != "student" for h in spec.hosts):
+    # The shared nodes, or each student's own nodes and their host (node 1 of their cluster).
+    swarm_hosts = {h.name for h in spec.hosts if h.role != "student"}
+    swarm_hosts |= {h.name for h in spec.hosts if h.role == "student" and any(
+        n.student == h.student for n in spec.hosts if n.name in swarm_hosts)}
+    if swarm_hosts:
         # Services published without a port of the course's list land in Swarm's default range.
         swarm = aws.ec2.SecurityGroup("swarm", vpc_id=vpc.id, tags=tags("swarm"),
                                       description=f"classroom {spec.name}: published Swarm services")
@@ -141,7 +145,7 @@ def classroom_program(spec: ClassroomSpec, render: UserDataRenderer = render_use
             ami=ami,
             instance_type=spec.instance_type,
             subnet_id=subnet.id,
-            vpc_security_group_ids=[group.id, *(swarm_groups if host.role != "student" else [])],
+            vpc_security_group_ids=[group.id, *(swarm_groups if host.name in swarm_hosts else [])],
             associate_public_ip_address=True,
             key_name=key.key_name,
             # It carries the host's private SSH key: kept encrypted in the stack's state.

@@ -151,27 +151,35 @@ def port_free(port: int, address: str = "127.0.0.1") -> bool:
 
 
 def free_port_base(count: int, low: int = 30000, high: int = 39000) -> int:
-    """A base B such that B+1 … B+count are free now, picked at random in [low, high)."""
+    """A base B such that B+1 … B+count are free now, and so are the students' public ports of
+    the default course ports (B+1001 …, provision/ports.py), picked at random in [low, high)."""
     import random
 
+    from provision.ports import PUBLISHED_OFFSET
+
+    # The default `ports:` are 13 per student, and test classrooms have few students (a
+    # larger `count` spans the Swarm nodes' SSH ports, which publish no course port).
+    public = min(count, MAX_STUDENTS_IN_TESTS) * 13
     for _ in range(200):
         base = random.randrange(low, high - count - 1, 10)
-        if all(port_free(base + i) for i in range(1, count + 1)):
+        if all(port_free(base + i) for i in range(1, count + 1)) and \
+                all(port_free(base + PUBLISHED_OFFSET + i) for i in range(1, public + 1)):
             return base
     raise RuntimeError(f"no {count} free ports in {low}-{high}")
 
 
 def write_classroom_file(folder: Path, name: str, *, students: int = 3, swarm_nodes: int = 0,
-                         port_base: int | None = None, extra: str = "") -> Path:
-    """A classroom file for a test: its own name, no Swarm by default, ports ≥ 30000."""
+                         port_base: int | None = None, extra: str = "", swarm_mode: str = "shared") -> Path:
+    """A classroom file for a test: its own name, no Swarm by default (a shared cluster when
+    `swarm_nodes`, unless `swarm_mode` says per-student), ports ≥ 30000."""
     port_base = port_base if port_base is not None else free_port_base(students + 2)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "classroom.yaml"
     path.write_text(
         f"name: {name}\n"
         f"students: {students}\n"
-        f"swarm:\n  nodes: {swarm_nodes}\n"
-        f"local:\n  ssh_port_base: {port_base}\n"
+        f"swarm:\n  nodes: {swarm_nodes}\n  mode: {swarm_mode}\n"
+        f"local:\n  ssh_port_base: {port_base}\n  public_host: 127.0.0.1\n"
         f"ttl: 2h\n" + extra
     )
     return path

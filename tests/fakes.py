@@ -110,16 +110,18 @@ class FakeBackend(Backend):
 class FakeHostWork:
     """Hosts that converge at once. `broken`: host -> the error its provisioning raises;
     `unhealthy`: hosts whose checks fail; `interrupt_on`: the host whose provisioning gets Ctrl-C.
-    `provisioned` and `wiped` list the hosts worked on, in order."""
+    `provisioned` and `wiped` list the hosts worked on, in order; `provisioned_new` those the
+    command said it had just made (they get the course's images before SSH answers)."""
 
     broken: dict[str, str] = field(default_factory=dict)
     unhealthy: set[str] = field(default_factory=set)
     interrupt_on: str | None = None
     provisioned: list[str] = field(default_factory=list)
     wiped: list[str] = field(default_factory=list)
+    provisioned_new: list[str] = field(default_factory=list)
     _ready: set[str] = field(default_factory=set)  # machine IDs already converged
 
-    def provision(self, machine, hashes, access, course, backend, *, fresh_exercises=False):
+    def _provision(self, machine, hashes):
         self.provisioned.append(machine.name)
         if machine.name == self.interrupt_on:
             raise KeyboardInterrupt
@@ -130,31 +132,42 @@ class FakeHostWork:
         self._ready.add(machine.machine_id)
         return [f"account {name}" for name in sorted(hashes) if machine.student in (None, name)]
 
-    def wipe(self, machine, access, backend, student):
-        self.wiped.append(machine.name)
+    def provision_and_check(self, machine, hashes, access, course, backend, passwords, *, fresh_exercises=False,
+                            new_host=False, wipe=None, keep_home=False, keep_swarm=False, password_login=False,
+                            repairable=True):
+        if new_host:
+            self.provisioned_new.append(machine.name)
+        if wipe is not None:
+            self.wiped.append(machine.name)
+        return self._provision(machine, hashes), self._check(machine)
+
+    def clean_swarm(self, cluster, access, backend):
         return []
 
-    def check(self, machine, access, passwords, hashes, *, images, exercises, repairable=True):
+    def _check(self, machine):
         if machine.name in self.unhealthy:
             return {**ALL_OK, "docker": False}, "docker does not answer"
         return dict(ALL_OK), None
 
-    def check_all(self, room, machines, passwords, on_done=None, *, password_login=False, swarm_passwords=None):
+    def check_all(self, room, machines, passwords, on_done=None, *, swarm_passwords=None):
         results = {}
         for machine in machines:
-            results[machine.name] = self.check(machine, None, passwords, {}, images=False, exercises=False)
+            results[machine.name] = self._check(machine)
             if on_done:
                 on_done(machine)
         return results
 
-    def converge_swarm(self, machines, access, managers, progress):
+    def converge_swarm(self, machines, access, layout, progress):
         return SwarmReport(cluster_id=None, manager=None, nodes=[])
 
     def release_nodes(self, machines, access, names, progress):
         return []
 
-    def swarm_status(self, nodes, access):
+    def swarm_status(self, machines, access, layout):
         return SwarmStatus(nodes=[])
+
+    def routing_mesh(self, machines, access):
+        return None
 
 
 # --- recorders -------------------------------------------------------------------------------------

@@ -51,9 +51,9 @@ def aws_env(monkeypatch, tmp_path):
         yield
 
 
-def make_config(students: int = 2, swarm: int = 0, **aws) -> ClassroomConfig:
+def make_config(students: int = 2, swarm: int = 0, mode: str = "shared", **aws) -> ClassroomConfig:
     return ClassroomConfig.model_validate({
-        "name": "demo", "backend": "aws", "students": students, "swarm": {"nodes": swarm}, "ttl": "8h",
+        "name": "demo", "backend": "aws", "students": students, "swarm": {"nodes": swarm, "mode": mode}, "ttl": "8h",
         "aws": {"region": REGION, "instance_type": "t3.small", "allowed_cidr": "198.51.100.0/24", **aws}})
 
 
@@ -176,6 +176,8 @@ def test_ensure_hands_the_engine_the_classroom_as_config(aws_env, tmp_path):
     described = {host_tag(i): i for i in live_instances("demo", {"aws:region": REGION})}
     assert first.ssh_host == described["student-01"]["PublicIpAddress"] and first.public_host == first.ssh_host
     assert first.machine_id == described["student-01"]["InstanceId"]
+    # the security group opens the course's ports on the host's own address: students reach them as is
+    assert first.ports == ((80, 80), (5000, 5000), *((p, p) for p in range(8000, 8011)))
     assert first.private_address == described["student-01"]["PrivateIpAddress"]
     assert machines[3].student is None and machines[3].role == "swarm-manager"
     assert [name for name, _ in backend._boot.calls] == [m.name for m in machines]

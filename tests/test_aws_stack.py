@@ -413,7 +413,7 @@ def test_stacks_folder_runs_as_the_pulumi_program(monkeypatch):
 
 
 def test_plain_cli_config_counts_and_ttl():
-    values = {"adminPublicKey": KEY, "students": "3", "swarmNodes": "2", "ttl": "90m"}
+    values = {"adminPublicKey": KEY, "students": "3", "swarmNodes": "2", "swarmMode": "shared", "ttl": "90m"}
     now = datetime(2030, 1, 1, 8, 0, 30, tzinfo=timezone.utc)
     spec = spec_from_values(values.get, "my-stack", now=now)
     assert spec.name == "my-stack"
@@ -422,6 +422,12 @@ def test_plain_cli_config_counts_and_ttl():
     assert spec.expires_at == datetime(2030, 1, 1, 9, 30, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="adminPublicKey"):
         spec_from_values({}.get, "x")
+    # Per-student (the default): each student's host is node 1, their other nodes follow it.
+    own = spec_from_values({**values, "swarmMode": "per-student", "students": "2", "swarmNodes": "3"}.get, "s")
+    assert [(h.name, h.role, h.student) for h in own.hosts] == [
+        ("student-01", "student", "student-01"), ("student-01-node-2", "swarm-worker", "student-01"),
+        ("student-01-node-3", "swarm-worker", "student-01"), ("student-02", "student", "student-02"),
+        ("student-02-node-2", "swarm-worker", "student-02"), ("student-02-node-3", "swarm-worker", "student-02")]
 
 
 def test_instance_urn_is_the_top_level_instance():

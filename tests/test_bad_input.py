@@ -33,7 +33,7 @@ class Case:
     subprocess: bool = False
 
 
-VALID = "name: {name}\nstudents: 2\nswarm:\n  nodes: 0\nlocal:\n  ssh_port_base: {port}\n"
+VALID = "name: {name}\nstudents: 2\nswarm:\n  nodes: 0\nlocal:\n  ssh_port_base: {port}\n  public_host: 127.0.0.1\n"
 
 CASES = [
     # command-line values
@@ -71,6 +71,13 @@ CASES = [
          files={"bad.yaml": "name: {name}\nstudnets: 3\n"}),
     Case("file-unknown-nested-field", ["-f", "bad.yaml", "up"], "bad.yaml: local.ssh_port: unknown setting",
          files={"bad.yaml": "name: {name}\nlocal:\n  ssh_port: 30000\n"}),
+    Case("file-swarm-mode", ["-f", "bad.yaml", "up"],
+         "bad.yaml: swarm.mode: must be 'per-student' or 'shared' (got 'private')",
+         files={"bad.yaml": "name: {name}\nswarm:\n  mode: private\n"}),
+    Case("node-ports-past-65535", ["-f", "bad.yaml", "up"],
+         "bad.yaml: local.ssh_port_base: 60000 leaves no room for the students' Swarm nodes (port 68030 would be "
+         "needed): lower it", files={"bad.yaml": "name: {name}\nstudents: 30\nswarm:\n  nodes: 9\nlocal:\n"
+                                                  "  ssh_port_base: 60000\n"}),
     Case("file-students-not-a-number", ["-f", "bad.yaml", "up"],
          "bad.yaml: students: must be a whole number (got 'many')", files={"bad.yaml": "name: {name}\nstudents: many\n"}),
     Case("file-bad-classroom-name", ["-f", "bad.yaml", "up"],
@@ -95,6 +102,30 @@ CASES = [
          files={"bad.yaml": "name: {name}\nimages:\n  - name: course/web:1\n    build: ./img\n", "img/README": "x"}),
     Case("file-option-overrides-are-checked-too", ["-f", "bad.yaml", "up", "--students", "0"],
          "--students: must be at least 1 (got 0)", files={"bad.yaml": VALID}),
+    # issue 12's settings
+    Case("file-bad-timezone", ["-f", "bad.yaml", "up"],
+         "bad.yaml: timezone: 'Mars/Olympus' is not a time zone like Europe/Paris or UTC",
+         files={"bad.yaml": "name: {name}\ntimezone: Mars/Olympus\n"}),
+    Case("file-students-sudo-not-a-bool", ["-f", "bad.yaml", "up"],
+         "bad.yaml: students_sudo: must be a valid boolean (got 'maybe')",
+         files={"bad.yaml": "name: {name}\nstudents_sudo: maybe\n"}),
+    Case("file-public-ports-past-65535", ["-f", "bad.yaml", "up"],
+         "bad.yaml: ports: 50 students x 100 ports from local.ssh_port_base 60000 would end at public port 68000, "
+         "past 65535: lower local.ssh_port_base or list fewer ports",
+         files={"bad.yaml": "name: {name}\nstudents: 50\nports: ['8000-8099']\nlocal:\n  ssh_port_base: 60000\n"}),
+    Case("option-students-push-public-ports-past-65535", ["-f", "bad.yaml", "up", "--students", "60"],
+         "bad.yaml: ports: 60 students x 80 ports from local.ssh_port_base 60000 would end at public port 67800, "
+         "past 65535: lower local.ssh_port_base or list fewer ports",
+         files={"bad.yaml": "name: {name}\nports: ['8000-8079']\nlocal:\n  ssh_port_base: 60000\n"}),
+    Case("file-too-many-ports-for-local", ["-f", "bad.yaml", "up"],
+         "bad.yaml: ports: 201 ports per student, at most 100 on the local backend (each costs a proxy process on "
+         "this machine): list only the ports the course publishes",
+         files={"bad.yaml": "name: {name}\nports: ['8000-8200']\n"}),
+    Case("file-bad-public-host", ["-f", "bad.yaml", "up"],
+         "bad.yaml: local.public_host: 'my laptop' is not a host name or address",
+         files={"bad.yaml": "name: {name}\nlocal:\n  public_host: my laptop\n"}),
+    Case("reset-keep-home-with-hard", ["--name", "{name}", "reset", "student-01", "--hard", "--keep-home"],
+         "--keep-home keeps the home folder in a soft reset: --hard replaces the whole machine"),
     # the situation
     Case("down-without-yes-and-no-tty", ["--name", "{name}", "down"],
          "`down` destroys classroom '{name}' and its students' work: add --yes to confirm", subprocess=True),
@@ -164,6 +195,21 @@ def test_a_port_in_use_is_refused_before_anything_is_created(cli, tmp_path, engi
         run = cli("up")
     assert_one_line(run, f"port {port + 2} (for student-02) is already in use on this machine: set "
                          "local.ssh_port_base to a free range (another classroom may use this one)", regex=False)
+    assert_nothing_created(cli, name, engine)
+
+
+def test_a_published_port_in_use_is_refused_before_anything_is_created(cli, tmp_path, engine):
+    """Each student's course ports take a public port of this machine (ssh_port_base + 1001 …)."""
+    name = unique_name("t-bad")
+    port = free_port_base(4)
+    (tmp_path / "classroom.yaml").write_text(_fill(VALID, name, tmp_path, port) + "ports: [80, 8080]\n")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port + 1004))  # student-02's second port
+        squatter.listen()
+        run = cli("up")
+    assert_one_line(run, f"port {port + 1004} (for student-02's port 8080) is already in use on this machine: set "
+                         "local.ssh_port_base to a free range (students' ports start at ssh_port_base + 1001; "
+                         "another classroom may use this one)", regex=False)
     assert_nothing_created(cli, name, engine)
 
 

@@ -74,15 +74,21 @@ def test_the_example_course_is_valid_and_complete():
     path = REPO / "examples" / "docker-intro" / "classroom.yaml"
     config = load_config(path, check_paths=True)
     assert config.name == "docker-intro" and config.students == 3
-    assert [i.name for i in config.images] == ["alpine:3.4", "nginx:1.10-alpine", "redis", "postgres", "debian:jessie",
-                                               "docker-intro/vote:1"]
-    vote = config.images[-1]
+    course_images = ["debian:bookworm-slim", "docker-intro/web:1", "docker-intro/redis:1", "docker-intro/postgres:1",
+                     "docker-intro/vote:1"]
+    slide_images = ["alpine:3.4", "nginx:1.10-alpine", "redis", "redis:alpine", "postgres", "debian:jessie"]
+    assert [i.name for i in config.images] == course_images + slide_images
+    # Every image an exercise names is preloaded (the slides' ones too, in this variant).
+    named = exercise_image_names(config.exercises_dir)
+    assert named and named <= set(course_images), named
+    vote = next(i for i in config.images if i.name == "docker-intro/vote:1")
     assert (config.image_build_dir(vote) / "Dockerfile").read_text().count("FROM debian:bookworm-slim") == 1
     assert config.swarm.nodes == 3 and config.sheets.lang == "fr"
     exercises = config.exercises_dir
-    assert (exercises / "02-dockerfile" / "web" / "Dockerfile").read_text().startswith("FROM debian:jessie\n")
+    assert (exercises / "02-dockerfile" / "web" / "Dockerfile").read_text().startswith("FROM debian:bookworm-slim\n")
     compose = (exercises / "04-compose" / "docker-compose.yml").read_text()
     assert 'version: "2"' in compose and "build: ./vote" in compose and '"5000:80"' in compose
+    assert "image: docker-intro/redis:1" in compose and "image: docker-intro/vote:1" in compose
     assert (exercises / "04-compose" / "vote" / "Dockerfile").is_file()
     chapters = sorted(p.parent.name for p in exercises.glob("*/README.md"))
     assert len(chapters) >= 4
@@ -92,9 +98,32 @@ def test_the_example_course_is_valid_and_complete():
 
 def test_the_offline_example_builds_every_image_from_the_course():
     config = load_config(REPO / "examples" / "docker-intro" / "classroom.offline.yaml", check_paths=True)
-    assert config.images and all(image.build is not None for image in config.images)
-    for image in config.images:  # all on the base image that scripts/setup-engine.sh makes offline
+    base, *built = config.images
+    assert base.name == "debian:bookworm-slim" and base.build is None  # scripts/setup-engine.sh makes it offline
+    assert built and all(image.build is not None for image in built)
+    for image in built:  # all on that base image
         assert "FROM debian:bookworm-slim" in (config.image_build_dir(image) / "Dockerfile").read_text()
+    # Every image an exercise names is one of these: none needs a registry.
+    named = exercise_image_names(config.exercises_dir)
+    assert named == {image.name for image in config.images}, named
+    assert config.solutions_dir is not None
+    assert sorted(p.parent.name for p in config.solutions_dir.glob("*/solution.sh")) == sorted(
+        p.parent.name for p in config.exercises_dir.glob("*/README.md"))
+
+
+def exercise_image_names(folder) -> set[str]:
+    """The images the exercises' commands, Dockerfiles and compose files name."""
+    import re
+
+    found = set()
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in (".md", ".yml", "") and path.name != "app.py":
+            text = path.read_text(encoding="utf-8")
+            if path.name == "README.md" and path.parent == folder:
+                continue  # the table of slide images and their replacements
+            found |= set(re.findall(r"\b(docker-intro/[a-z]+:\d+|debian:[a-z-]+|alpine:[\w.]+|nginx:[\w.-]+|"
+                                    r"redis:[\w.-]+|postgres:[\w.-]+)", text))
+    return found
 
 
 def test_defaults_without_a_file(tmp_path, monkeypatch):

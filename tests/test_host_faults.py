@@ -326,10 +326,11 @@ def test_a_course_folder_others_cannot_enter_is_refused_with_its_exercises(engin
     """A 0700 folder hides its 0644 files from everyone but its owner, as a 0600 file would."""
     name = unique_name("t-hfd")
     exercises = tmp_path / "exercises"
-    (exercises / "solutions").mkdir(parents=True)
+    # (not `solutions/` or `checks/`: those top-level folders are never copied, private or not)
+    (exercises / "answers").mkdir(parents=True)
     (exercises / "lab.md").write_text("do this\n")
-    (exercises / "solutions" / "answers.md").write_text("the answers\n")
-    (exercises / "solutions").chmod(0o700)
+    (exercises / "answers" / "answers.md").write_text("the answers\n")
+    (exercises / "answers").chmod(0o700)
     write_classroom_file(tmp_path, name, students=1, port_base=free_port_base(3, low=44000, high=45000),
                          extra="exercises: ./exercises\n")
     cli = Cli(tmp_path / "home", cwd=tmp_path)
@@ -338,7 +339,7 @@ def test_a_course_folder_others_cannot_enter_is_refused_with_its_exercises(engin
         assert run.exit_code == 2, run
         assert run.error_lines == [
             "classroom: error: exercises: 1 file(s) or folder(s) readable only by their owner would be copied to "
-            "every student: solutions/. If they belong to the course, `chmod a+rX` them; otherwise move them "
+            "every student: answers/. If they belong to the course, `chmod a+rX` them; otherwise move them "
             "out of the exercises folder"]
         assert not engine.containers.list(all=True, filters={"label": f"classroom.name={name}"})
     finally:

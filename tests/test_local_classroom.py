@@ -71,8 +71,10 @@ def test_up_made_one_labelled_host_per_student(engine, classroom):
         assert container.labels["classroom.student"] == container.labels["classroom.host"]
         assert not container.attrs["HostConfig"]["Privileged"]
         ports = container.attrs["HostConfig"]["PortBindings"]
-        assert list(ports) == ["22/tcp"], "only sshd is published: no Docker API on TCP"
-        assert ports["22/tcp"][0]["HostIp"] == "127.0.0.1"
+        # sshd and the course's ports (the default list: 80, 5000, 8000-8010), no Docker API on TCP
+        course = ["80/tcp", "5000/tcp"] + [f"{port}/tcp" for port in range(8000, 8011)]
+        assert sorted(ports) == sorted(["22/tcp", *course])
+        assert {binding[0]["HostIp"] for binding in ports.values()} == {"127.0.0.1"}
     resources = classroom_resources(engine, classroom.name)
     assert len(resources["volumes"]) == 3 and len(resources["networks"]) == 1
 

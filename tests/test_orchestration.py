@@ -126,6 +126,19 @@ def test_a_stopped_host_is_started_not_made_again(make_room):
     assert not result.failed and all(m.running for m in make_room.backend.machines())
 
 
+def test_only_the_hosts_this_run_made_are_provisioned_as_new(make_room):
+    """A new host gets the course's images before its SSH answers; a host that was there (even
+    stopped, with its disk) is compared first, so it must never be taken for a new one."""
+    commands.up(make_room(2))
+    assert make_room.remote.provisioned_new == ["student-01", "student-02"]
+    make_room.backend.stop("student-02")
+    commands.up(make_room(3))
+    assert make_room.remote.provisioned_new == ["student-01", "student-02", "student-03"]
+    commands.reset(make_room(3), ["1"])
+    commands.reset(make_room(3), ["2"], hard=True)
+    assert make_room.remote.provisioned_new == ["student-01", "student-02", "student-03", "student-02"]
+
+
 def test_every_host_refused_is_exit_3_not_bad_input(cli, tmp_path, monkeypatch):
     """Nothing made is still a partial result (the next `up` retries), not "nothing changed"."""
     refused = {"student-01": "no capacity", "student-02": "no capacity"}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import re
 import stat
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 from markupsafe import escape
 
 from provision.errors import BadInput, ExitCode
-from provision.roster import RosterEntry, SwarmAccess
+from provision.roster import PublishedPort, RosterEntry, SwarmAccess
 from provision.sheets import (
     LABELS,
     SheetCourse,
@@ -43,6 +46,7 @@ def make_course(**changes) -> SheetCourse:
         "swarm": [],
         "expires_at": EXPIRES,
         "backend": "local",
+        "timezone": "UTC",  # not the machine's: the expected times must not depend on where tests run
     }
     values.update(changes)
     return SheetCourse(**values)
@@ -236,11 +240,62 @@ def test_aws_sheets_say_the_machine_is_deleted(tmp_path):
     assert LABELS["en"]["expires_aws"] in text
 
 
-def test_expiry_is_shown_in_utc():
-    paris = timezone(timedelta(hours=1))
-    assert format_expiry(datetime(2026, 11, 27, 19, 0, tzinfo=paris), "en") == "2026-11-27 18:00 UTC"
-    assert format_expiry(datetime(2026, 11, 27, 19, 0, tzinfo=paris), "fr") == "27/11/2026 18:00 UTC"
+def test_expiry_is_shown_in_the_class_time_zone():
+    plus_one = timezone(timedelta(hours=1))
+    assert format_expiry(datetime(2026, 11, 27, 19, 0, tzinfo=plus_one), "en", "UTC") == "2026-11-27 18:00 UTC"
+    assert format_expiry(datetime(2026, 11, 27, 19, 0, tzinfo=plus_one), "fr", "UTC") == "27/11/2026 18:00 UTC"
+    # Paris is UTC+1 in November, UTC+2 in July; the sheet says which.
+    assert format_expiry(datetime(2026, 11, 27, 17, 0, tzinfo=timezone.utc), "fr", "Europe/Paris") == \
+        "27/11/2026 18:00 CET"
+    assert format_expiry(datetime(2026, 7, 1, 17, 0, tzinfo=timezone.utc), "en", "Europe/Paris") == \
+        "2026-07-01 19:00 CEST"
+    # A zone whose abbreviation is only an offset is named in full.
+    assert format_expiry(datetime(2026, 11, 27, 17, 0, tzinfo=timezone.utc), "en", "America/Sao_Paulo") == \
+        "2026-11-27 14:00 America/Sao_Paulo"
     assert format_expiry(None, "fr") is None
+
+
+def test_sheets_render_times_in_the_class_time_zone(tmp_path):
+    render(tmp_path, formats=["md"], course=make_course(timezone="Asia/Tokyo"))
+    text = (tmp_path / "sheets" / "student-01.md").read_text()
+    assert "2026-11-28 03:00 JST" in text and "UTC" not in text
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_sheet_lists_each_published_port_with_its_url(tmp_path, fmt):
+    entries = [replace(entry, address="192.0.2.7", ports=(
+        PublishedPort(80, f"http://192.0.2.7:{31000 + 2 * i}"), PublishedPort(8080, f"http://192.0.2.7:{31001 + 2 * i}")))
+        for i, entry in enumerate(make_entries())]
+    render(tmp_path, formats=[fmt], entries=entries)
+    text = as_read(tmp_path / "sheets" / f"student-02.{fmt}")
+    assert LABELS["en"]["ports"] in text
+    for port, url in ((80, "http://192.0.2.7:31002"), (8080, "http://192.0.2.7:31003")):
+        assert re.search(rf"your port\W+{port}\W+→\W+{re.escape(url)}", text), text
+    assert "http://192.0.2.7:31000" not in text  # student-01's
+    assert "docker run -p 8080:80" in text  # the example is one of the student's own ports
+    assert LABELS["en"]["ports_loopback"] not in text
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_sheet_warns_when_the_address_is_loopback(tmp_path, fmt):
+    entries = [replace(entry, ports=(PublishedPort(8080, "http://127.0.0.1:31001"),)) for entry in make_entries()]
+    render(tmp_path, formats=[fmt], entries=entries)
+    assert LABELS["en"]["ports_loopback"] in as_read(tmp_path / "sheets" / f"student-01.{fmt}")
+
+
+def as_read(path: Path) -> str:
+    """A sheet's words as a reader sees them: no HTML tags or entities, no Markdown backticks."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", path.read_text())).replace("`", "")
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_sheet_says_what_a_reset_keeps_and_that_it_brings_images_back(tmp_path, fmt):
+    render(tmp_path, formats=[fmt])
+    text = as_read(tmp_path / "sheets" / f"student-01.{fmt}")
+    for words in ("brings back every image of the course (even if you deleted them all)", "empties your home folder",
+                  "except ~/exercises", "reset --keep-home"):
+        assert words in text, words
 
 
 @pytest.mark.parametrize(
@@ -284,10 +339,30 @@ def test_many_swarm_nodes_switch_to_the_dense_layout(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["html", "md"])
-def test_local_swarm_sheets_say_how_to_publish_a_service(tmp_path, fmt):
-    # No routing mesh on local hosts (no IPVS in their kernel): host-mode publishing works.
+def test_swarm_sheets_give_each_student_their_own_port_and_name(tmp_path, fmt):
+    # No routing mesh on local hosts (no IPVS in their kernel): host-mode publishing works. Two
+    # students must never be told the same host-mode port: one of them would stay Pending.
     render(tmp_path / "local", formats=[fmt], course=make_course(swarm=SWARM, backend="local"))
-    assert "--publish mode=host,target=80,published=8080" in (
-        tmp_path / "local" / "sheets" / f"student-01.{fmt}").read_text()
+    first, second = ((tmp_path / "local" / "sheets" / f"student-0{i}.{fmt}").read_text() for i in (1, 2))
+    assert "--publish mode=host,target=80,published=30001" in first and "student-01-web" in first
+    assert "--publish mode=host,target=80,published=30002" in second and "student-02-web" in second
+    assert "published=8080" not in first + second
+    assert "curl http://localhost:30002" in second
     render(tmp_path / "aws", formats=[fmt], course=make_course(swarm=SWARM, backend="aws"))
-    assert "mode=host" not in (tmp_path / "aws" / "sheets" / f"student-01.{fmt}").read_text()
+    text = (tmp_path / "aws" / "sheets" / f"student-01.{fmt}").read_text()
+    assert "mode=host" not in text and "--publish published=30001,target=80" in text
+
+
+def test_consecutive_ports_share_one_line_of_the_printed_sheet(tmp_path):
+    from provision.sheets import port_runs
+
+    ports = (PublishedPort(80, "http://h:3201"), PublishedPort(5000, "http://h:3202"),
+             *(PublishedPort(8000 + k, f"http://h:{3203 + k}") for k in range(11)))
+    runs = port_runs(ports)
+    assert [(r.first.port, r.last.port if r.last else None, r.last_public) for r in runs] == [
+        (80, None, ""), (5000, None, ""), (8000, 8010, "3213")]
+    entries = [replace(entry, ports=ports) for entry in make_entries()]
+    render(tmp_path, formats=["html", "md"], entries=entries)
+    assert "your ports 8000–8010 → http://h:3203–3213" in as_read(tmp_path / "sheets" / "student-01.html")
+    assert "your port 8005 → http://h:3208" in as_read(tmp_path / "sheets" / "student-01.md")  # each port
+    assert "docker run -p 8000:80" in as_read(tmp_path / "sheets" / "student-01.md")  # no 8080 in this course

@@ -131,8 +131,8 @@ def swarm(engine, tiny_image, tmp_path_factory):
     name = f"sw-{uuid.uuid4().hex[:8]}"
     base = free_port_base(SWARM_PORT_OFFSET + NODES + 1, low=35000, high=60000)
     path = folder / "classroom.yaml"
-    path.write_text(f"name: {name}\nstudents: {STUDENTS}\nswarm:\n  nodes: {NODES}\n"
-                    f"local:\n  ssh_port_base: {base}\nttl: 2h\n")
+    path.write_text(f"name: {name}\nstudents: {STUDENTS}\nswarm:\n  nodes: {NODES}\n  mode: shared\n"
+                    f"local:\n  ssh_port_base: {base}\n  public_host: 127.0.0.1\nttl: 2h\n")
     patch = pytest.MonkeyPatch()
     patch.setenv("CLASSROOM_HOME", str(folder / "home"))
 

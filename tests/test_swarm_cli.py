@@ -44,6 +44,7 @@ def test_up_forms_the_cluster_and_status_shows_it(engine, room):
     run = cli("up")
     assert run.exit_code == 0, run
     assert "Swarm: cluster" in run.stdout
+    assert "Swarm nodes are shared: every student is root on them" in run.stdout
     assert node_list(engine, name) == [("swarm-1", "Ready"), ("swarm-2", "Ready"), ("swarm-3", "Ready")]
     status = json.loads(cli("status", "--json").stdout)
     nodes = [h for h in status["hosts"] if h["role"] != "student"]

@@ -16,8 +16,9 @@ def three_managers(engine, tmp_path, monkeypatch):
 
     name = unique_name("t-swrec")
     path = tmp_path / "classroom.yaml"
-    path.write_text(f"name: {name}\nstudents: 1\nswarm:\n  nodes: 3\n  managers: 3\n"
-                    f"local:\n  ssh_port_base: {free_port_base(104, low=52000, high=58000)}\nttl: 2h\n")
+    path.write_text(f"name: {name}\nstudents: 1\nswarm:\n  nodes: 3\n  managers: 3\n  mode: shared\n"
+                    f"local:\n  ssh_port_base: {free_port_base(104, low=52000, high=58000)}\n"
+                    "  public_host: 127.0.0.1\nttl: 2h\n")
     monkeypatch.setenv("CLASSROOM_HOME", str(tmp_path / "home"))
     room = Classroom.open(load_config(path))
     try:

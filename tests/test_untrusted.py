@@ -117,3 +117,30 @@ def test_the_login_line_reads_only_the_known_reasons():
     fields = _parse("login student-01 shell\nlogin student-02 [red]x[/red]\n"
                     "login student-03 ok extra\nlogin student-04 ok\n")
     assert fields == {"login": [("student-01", "shell"), ("student-04", "ok")]}
+
+
+def test_a_hand_edited_password_gets_a_new_hash_although_the_hashes_were_checked_before(tmp_path):
+    state = ClassroomState("t-hashes-memo", root=tmp_path)
+    passwords = state.passwords(["student-01", "student-02"])
+    hashes = state.password_hashes(passwords)
+    assert state.password_hashes(passwords) == hashes  # checked once: remembered, not checked again
+    assert state.password_hashes({"student-02": passwords["student-02"]}) == {"student-02": hashes["student-02"]}
+    roster = state.path / "passwords.json"
+    edited = {**passwords, "student-01": "edited-by-hand-word-4321"}
+    roster.write_text(json.dumps(edited))  # in place, as an editor would
+    again = state.password_hashes(state.known_passwords())
+    assert again["student-02"] == hashes["student-02"]
+    assert hash_matches("edited-by-hand-word-4321", again["student-01"])
+    assert not hash_matches(passwords["student-01"], again["student-01"])
+
+
+def test_a_hand_edited_hash_is_made_anew_although_the_hashes_were_checked_before(tmp_path):
+    state = ClassroomState("t-hashes-memo2", root=tmp_path)
+    passwords = state.passwords(["student-01", "student-02"], swarm=True)
+    hashes = state.password_hashes(passwords, swarm=True)
+    path = state.path / "swarm_password_hashes.json"
+    path.write_text(json.dumps({**hashes, "student-01": crypt_hash("not-the-password-5678")}))
+    again = state.password_hashes(passwords, swarm=True)
+    assert again["student-02"] == hashes["student-02"]
+    assert hash_matches(passwords["student-01"], again["student-01"])
+    assert password_not_in_file(state.path / "swarm_password_hashes.json.checked", passwords)

@@ -54,6 +54,11 @@ class Backend(ABC):
         """Create the missing hosts, start stopped ones; never touch a running one. `found`: what
         this backend's `preflight` returned, if it ran."""
 
+    def capacity_note(self, hosts: list[HostSpec], new_hosts: list[HostSpec]) -> str | None:
+        """A line worth showing before `new_hosts` are created (what the classroom will weigh on
+        the machine that runs it); None: nothing worth saying."""
+        return None
+
     def estimate(self, hosts: int) -> Estimate | None:
         """What `hosts` machines cost for the classroom's time to live; None: nothing to pay
         (asked before creating paid hosts)."""

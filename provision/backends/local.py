@@ -28,6 +28,7 @@ from ..engine import connect_engine
 from ..errors import BadInput, ClassroomError, first_line
 from ..progress import NULL_PROGRESS, Progress
 from ..model import HostSpec, MachineState, Role
+from ..ports import NODE_PORT_STEP, local_port_map, published_offset
 from ..roster import host_order
 from ..state import ClassroomState, HostKey
 from ..workers import worker_pool
@@ -38,18 +39,27 @@ MANAGED = {"classroom.managed-by": "classroom"}
 HOST_IMAGE_REPO = "classroom-host"
 BASE_IMAGE = "debian:bookworm-slim"
 SWARM_PORT_OFFSET = 100  # swarm-1 -> ssh_port_base + 101: clear of up to 100 students
+# Past this many hosts, `up` says how many and what memory they need before creating them.
+MANY_HOSTS = 40
+# What one provisioned, idle host holds in memory (sshd, dockerd and containerd in Swarm mode, a
+# student account): 45 MB on average and 53 MB at most over 12 hosts, measured with `docker stats`
+# by bench/bench_swarm_own.py; rounded up, for the course's own containers are not counted there.
+HOST_MEMORY_MB = 60
 HOST_KEY_FILE = "ssh_host_ed25519_key"  # the only HostKey of the image's sshd_config
 
 # What a nested Docker engine needs, and nothing more: Docker's default set (its containers get
 # these, so it must hold them) plus SYS_ADMIN (mounts, namespaces, cgroups) and NET_ADMIN
 # (bridges, iptables, the Swarm's overlay). Measured enough for docker run, -p, volumes,
-# networks, build, compose, swarm init/join. Left out, among others: SYS_MODULE, SYS_RAWIO,
-# SYS_BOOT, SYS_TIME, SYSLOG, DAC_READ_SEARCH (open_by_handle_at), SYS_PTRACE, and SYS_RESOURCE
-# (outside some engines' bounding set: --privileged fails there). So a student's
+# networks, build, compose, swarm init/join. SYS_PTRACE too: without it the nested engine cannot
+# enter the namespaces of a process of another user, so `docker exec` fails on any container whose
+# first process is not root (the official postgres and redis images: the course's `docker exec
+# db-server ps faux`); it reaches no further than the host's own processes. Left out, among others:
+# SYS_MODULE, SYS_RAWIO, SYS_BOOT, SYS_TIME, SYSLOG, DAC_READ_SEARCH (open_by_handle_at), and
+# SYS_RESOURCE (outside some engines' bounding set: --privileged fails there). So a student's
 # `docker run --cap-add ALL` or `--privileged` is refused by their host's engine.
 NESTED_ENGINE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
                       "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
-                      "SYS_ADMIN", "NET_ADMIN")
+                      "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE")
 # The engine's default seccomp profile cannot be kept: it refuses keyctl, which runc calls for every
 # nested container ("unable to join session keyring"). This one allows everything else and refuses
 # the kernel's riskiest entry points that neither an engine nor the course uses. (Not `bpf`: runc
@@ -158,15 +168,25 @@ class LocalBackend(Backend):
 
     def port_of(self, spec: HostSpec) -> int:
         base = self.config.local.ssh_port_base
+        if spec.node:
+            return base + spec.index + NODE_PORT_STEP * (spec.node - 1)
         return base + spec.index + (SWARM_PORT_OFFSET if spec.is_swarm else 0)
+
+    def published_of(self, spec: HostSpec) -> list[tuple[int, int]]:
+        """(course port, public port) for a student's host: their own block (ports.py); none for
+        Swarm nodes."""
+        if spec.is_swarm:
+            return []
+        return local_port_map(self.config.local.ssh_port_base, self.config.port_ranges, spec.index,
+                              self.config.swarm.own_nodes)
 
     @property
     def bind_address(self) -> str:
         """Loopback unless the sheets print a non-loopback address that students must reach."""
         try:
-            loopback = ipaddress.ip_address(self.config.local.public_host).is_loopback
+            loopback = ipaddress.ip_address(self.config.local.address).is_loopback
         except ValueError:
-            loopback = self.config.local.public_host == "localhost"
+            loopback = self.config.local.address == "localhost"
         return "127.0.0.1" if loopback else "0.0.0.0"
 
     @property
@@ -212,6 +232,10 @@ class LocalBackend(Backend):
         except docker.errors.ImageNotFound:
             self._require_base_image()  # before `up` writes any state, not in the middle of `ensure`
         ours = {m.name for m in self.machines() if m.state != "missing"}
+        highest = max((self.port_of(spec) for spec in hosts), default=0)
+        if highest > 65535:
+            raise BadInput(f"local.ssh_port_base: {self.config.local.ssh_port_base} leaves no room for the students' "
+                           f"Swarm nodes (port {highest} would be needed): lower it")
         for spec in hosts:
             if spec.name in ours:
                 continue
@@ -221,12 +245,25 @@ class LocalBackend(Backend):
                     f"port {port} (for {spec.name}) is already in use on this machine: "
                     "set local.ssh_port_base to a free range (another classroom may use this one)"
                 )
+            for course_port, public in self.published_of(spec):
+                if not port_free(self.bind_address, public):
+                    raise BadInput(
+                        f"port {public} (for {spec.name}'s port {course_port}) is already in use on this machine: "
+                        f"set local.ssh_port_base to a free range (students' ports start at ssh_port_base + "
+                        f"{published_offset(self.config.swarm.own_nodes) + 1}; another classroom may use this one)")
+
+    def capacity_note(self, hosts: list[HostSpec], new_hosts: list[HostSpec]) -> str | None:
+        if len(new_hosts) <= MANY_HOSTS:
+            return None
+        gigabytes = len(hosts) * HOST_MEMORY_MB / 1024
+        return (f"creating {len(new_hosts)} host(s) on this machine's Docker engine ({len(hosts)} in all): expect "
+                f"about {gigabytes:.1f} GB of memory while they are idle, more while students work")
 
     def ensure(self, hosts: list[HostSpec], admin_public_key: str,
                progress: Progress = NULL_PROGRESS, found: object | None = None) -> EnsureResult:
         image = self.ensure_host_image(progress)
         network = self._ensure_network()
-        existing = {c.labels.get("classroom.host"): c for c in self._containers()}
+        existing = {_labels_of(c).get("classroom.host"): c for c in self._containers(sparse=True)}
         todo = [spec for spec in hosts if existing.get(spec.name) is None
                 or existing[spec.name].status != "running"]
         progress.start("hosts", f"Starting {len(todo)} host(s)", total=len(todo))
@@ -254,21 +291,33 @@ class LocalBackend(Backend):
     def machines(self) -> list[Machine]:
         network = self.network_name
         result = []
-        for container in self._containers():
-            labels = container.labels
-            attrs = container.attrs
-            bindings = (attrs.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or [{}]
-            port = int(bindings[0].get("HostPort") or 0)
+        # The list's summaries (one engine call), not each container inspected (30 more calls, 0.4 s
+        # for 30 hosts, and every command lists more than once). Only a container that is not
+        # running lacks its published ports there: that one is inspected.
+        for summary in self._containers(sparse=True):
+            attrs = summary.attrs
+            labels = _labels_of(summary)
+            published = _bindings_of_summary(attrs.get("Ports") or [])
+            if "22/tcp" not in published:
+                try:
+                    inspected = self.client.containers.get(summary.id).attrs
+                except docker.errors.NotFound:
+                    continue  # removed meanwhile
+                published = inspected.get("HostConfig", {}).get("PortBindings") or {}
+            ssh = (published.get("22/tcp") or [{}])[0]
+            port = int(ssh.get("HostPort") or 0)
+            # A host made to listen on loopback only is reached there, whatever the file says now.
+            public = "127.0.0.1" if ssh.get("HostIp") == "127.0.0.1" else self.config.local.address
             networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
             address = (networks.get(network) or {}).get("IPAddress") or None
             result.append(Machine(
-                name=labels.get("classroom.host", container.name),
+                name=labels.get("classroom.host", (attrs.get("Names") or ["?"])[0].lstrip("/")),
                 role=Role(labels.get("classroom.role", Role.STUDENT)),
                 student=labels.get("classroom.student") or None,
-                state=MachineState(container.status),
+                state=MachineState(summary.status),
                 ssh_host=self.ssh_host, ssh_port=port,
-                public_host=self.config.local.public_host, public_port=port,
-                private_address=address, machine_id=container.id,
+                public_host=public, public_port=port,
+                private_address=address, machine_id=summary.id, ports=published_ports(published),
             ))
         return sorted(result, key=lambda m: host_order(m.name))
 
@@ -418,11 +467,12 @@ class LocalBackend(Backend):
                                         labels={LABEL: self.classroom, **MANAGED})
         return self.network_name
 
-    def _containers(self, host: str | None = None) -> list:
+    def _containers(self, host: str | None = None, sparse: bool = False) -> list:
+        """`sparse`: the list's summaries only, no inspect of each (labels: `_labels_of`)."""
         filters = self._filters()
         if host:
             filters = {"label": [filters["label"], f"classroom.host={host}"]}
-        return self.client.containers.list(all=True, filters=filters)
+        return self.client.containers.list(all=True, filters=filters, sparse=sparse)
 
     def _remove_volume(self, name: str) -> None:
         try:
@@ -449,7 +499,8 @@ class LocalBackend(Backend):
                                   seccomp=any("name=seccomp" in option
                                               for option in self.engine_info.get("SecurityOptions") or [])),
             volumes={volume: {"bind": "/var/lib/docker", "mode": "rw"}},
-            ports={"22/tcp": (self.bind_address, self.port_of(spec))},
+            ports={"22/tcp": (self.bind_address, self.port_of(spec)),
+                   **{f"{port}/tcp": (self.bind_address, public) for port, public in self.published_of(spec)}},
             network=network,
             restart_policy={"Name": "unless-stopped"},
         )
@@ -469,6 +520,12 @@ class LocalBackend(Backend):
             raise
 
 
+def _labels_of(container) -> dict[str, str]:
+    """A container's labels, from a listing's summary (`attrs["Labels"]`) or an inspect."""
+    attrs = container.attrs
+    return attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
+
+
 # SIGHUP to sshd's listener only (its pid file, else the oldest sshd), after a syntax check: it
 # re-reads its configuration and keys, and the students' open sessions stay.
 RELOAD_SSHD = ('/usr/sbin/sshd -t && { P=$(cat /run/sshd.pid 2>/dev/null); '
@@ -485,6 +542,28 @@ def _put_host_key(container, host_key: HostKey) -> None:
     container.put_archive("/etc/ssh", _tar_of({
         HOST_KEY_FILE: (host_key.private_openssh.encode(), 0o600),
         f"{HOST_KEY_FILE}.pub": (f"{host_key.public_line} {host_key.host}\n".encode(), 0o644)}))
+
+
+def _bindings_of_summary(ports: list[dict]) -> dict:
+    """A listing's `Ports` ([{"PrivatePort": 22, "PublicPort": 2201, "IP": "127.0.0.1", "Type": "tcp"}])
+    as an inspect's PortBindings ({"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "2201"}]})."""
+    bindings: dict[str, list[dict]] = {}
+    for entry in ports:
+        if entry.get("PublicPort"):
+            bindings.setdefault(f"{entry['PrivatePort']}/{entry.get('Type', 'tcp')}", []).append(
+                {"HostIp": entry.get("IP", ""), "HostPort": str(entry["PublicPort"])})
+    return bindings
+
+
+def published_ports(bindings: dict) -> tuple[tuple[int, int], ...]:
+    """A container's PortBindings ({"8080/tcp": [{"HostPort": "31001"}]}) -> ((8080, 31001),),
+    sshd's left out: what the host was made with, whatever the classroom file says now."""
+    pairs = []
+    for key, values in bindings.items():
+        port, _, protocol = key.partition("/")
+        if protocol == "tcp" and port != "22" and values and str(values[0].get("HostPort") or "").isdigit():
+            pairs.append((int(port), int(values[0]["HostPort"])))
+    return tuple(sorted(pairs))
 
 
 def port_free(address: str, port: int) -> bool:

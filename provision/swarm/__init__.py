@@ -7,6 +7,7 @@
   retries, waits for Ready, scrubs join tokens from every text.
 - `driver`: carries the plans out (`converge_swarm`, `release_nodes`); join tokens only on stdin.
 - `status`: what `classroom status` shows.
+- `layout`: pure. Which machines form which cluster (one shared, or one per student).
 
 Networking, as measured on the local backend (Docker-in-Docker, Debian's 20.10): overlay
 networks work across nodes (VXLAN), and so do DNS round-robin (`endpoint_mode: dnsrr`) and
@@ -15,10 +16,12 @@ has no IPVS (no ip_vs module in this VM's kernel). Cloud hosts (EC2, stock kerne
 """
 
 from .driver import converge_swarm, release_node, release_nodes
+from .layout import SwarmLayout, is_swarm_node, swarm_clusters
 from .planner import desired_manager_count
 from .report import SwarmNodeReport, SwarmReport
 from .session import SwarmError, swarm_machines
 from .status import SwarmNodeStatus, SwarmStatus, swarm_status
 
-__all__ = ["SwarmError", "SwarmNodeReport", "SwarmNodeStatus", "SwarmReport", "SwarmStatus", "converge_swarm",
-           "desired_manager_count", "release_node", "release_nodes", "swarm_machines", "swarm_status"]
+__all__ = ["SwarmError", "SwarmLayout", "SwarmNodeReport", "SwarmNodeStatus", "SwarmReport", "SwarmStatus",
+           "converge_swarm", "desired_manager_count", "is_swarm_node", "release_node", "release_nodes",
+           "swarm_clusters", "swarm_machines", "swarm_status"]

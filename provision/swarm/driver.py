@@ -28,13 +28,16 @@ from ..errors import last_line
 from ..progress import NULL_PROGRESS, Progress
 from ..ssh import AdminAccess, in_parallel
 from . import planner
-from .planner import (Action, Cluster, Demote, Entry, ForceNewCluster, Init, Join, NodeStatus, Plan, Promote,
-                      RemoveStale, StandIn, SwarmRole)
+from ..untrusted import clean
+from .layout import SHARED, SwarmLayout, swarm_clusters
+from .planner import (Action, Cluster, Demote, Entry, ForceNewCluster, Init, Join, LocalState, NodeStatus, Plan,
+                      Promote, RemoveStale, StandIn, SwarmRole)
 from .report import SwarmReport
 from .session import (STATUS_CONNECT_SECONDS, UNANSWERED, Node, Secrets, SwarmError, advertised, cluster_id, manage,
                       observed, raise_if_bug, sessions, swarm_machines, wait_ready)
 
 SWARM_PORT = 2377
+CLUSTERS_AT_ONCE = 8  # each holds a session per node; most of their time is spent waiting for Docker
 JOIN_TIMEOUT = 90  # `docker swarm join` waits for the manager itself; bound the session anyway
 # The token arrives on stdin: the shell's `read` builtin keeps it out of every command line we send.
 JOIN = 'read -r token && exec docker swarm join --token "$token" {advertise}{address}'
@@ -42,39 +45,72 @@ JOIN = 'read -r token && exec docker swarm join --token "$token" {advertise}{add
 
 # --- converge ---------------------------------------------------------------------------------------
 def converge_swarm(machines: list[Machine], access: AdminAccess, managers: int = 1,
-                   progress: Progress = NULL_PROGRESS) -> SwarmReport:
-    """Form the cluster, or repair it, so that every running Swarm node is in it and Ready.
+                   progress: Progress = NULL_PROGRESS, layout: SwarmLayout | None = None) -> SwarmReport:
+    """Form the clusters, or repair them, so that every running Swarm node is in its cluster and Ready.
 
-    `machines` may include the student hosts (ignored). Never raises for a node's failure, nor
-    when no cluster can be had at all (the first node unreachable and no manager left): each
-    node's report says what went wrong; see `report.ok` and `report.failed`.
+    `layout` says which machines form which cluster (default: one shared cluster of the nodes
+    among `machines`, with `managers` managers; the student hosts are ignored then). Clusters are
+    converged side by side, each on its own. Never raises for a node's failure, nor when no
+    cluster can be had at all (the first node unreachable and no manager left): each node's
+    report says what went wrong; see `report.ok` and `report.failed`.
     """
     started = time.monotonic()
-    secrets = Secrets()
-    ordered = swarm_machines(machines)
+    layout = layout or replace(SHARED, managers=managers)
+    groups = swarm_clusters(machines, layout)
     report = SwarmReport(cluster_id=None, manager=None, nodes=[])
-    if not ordered:
+    if not groups:
         return report
-    progress.start("swarm", f"Swarm cluster ({len(ordered)} node(s))", total=len(ordered))
+    total = sum(len(g) for g in groups)
+    label = f"Swarm cluster ({total} node(s))" if len(groups) == 1 else f"{len(groups)} Swarm clusters ({total} nodes)"
+    progress.start("swarm", label, total=total)
     try:
-        with sessions(ordered, access, secrets) as nodes:
-            report.nodes = [n.report for n in nodes]
-            try:
-                _Converge(nodes, managers, report, secrets).run()
-            except UNANSWERED as exc:  # no cluster at all: every node that is not done says why
-                _fail_pending(nodes, last_line(exc))
-            _fail_pending(nodes, "not in the cluster")
-            for node in nodes:
-                progress.advance("swarm", detail=node.name)
+        work = _converge_one if layout.formed else _observe_blank
+        for _group, part, error in in_parallel(groups, lambda g: work(g, access, layout.managers, progress),
+                                               limit=CLUSTERS_AT_ONCE):
+            if error is not None:
+                raise error  # a node's failure is in its report: anything else is a bug
+            report.add(part)
     finally:
         progress.finish("swarm")
+    for note in report.notes:
+        progress.note(note)
+    report.seconds = round(time.monotonic() - started, 2)
+    return report
+
+
+def _converge_one(ordered: list[Machine], access: AdminAccess, managers: int, progress: Progress) -> SwarmReport:
+    """One cluster, converged: its report, every text scrubbed of its join tokens."""
+    secrets = Secrets()
+    report = SwarmReport(cluster_id=None, manager=None, nodes=[])
+    with sessions(ordered, access, secrets) as nodes:
+        report.nodes = [n.report for n in nodes]
+        try:
+            _Converge(nodes, managers, report, secrets).run()
+        except UNANSWERED as exc:  # no cluster at all: every node that is not done says why
+            _fail_pending(nodes, last_line(exc))
+        _fail_pending(nodes, "not in the cluster")
+        for node in nodes:
+            progress.advance("swarm", detail=node.name)
     for node in report.nodes:
         if node.error:
             node.error, node.ok = secrets.scrub(node.error), False
     report.notes = [secrets.scrub(note) for note in report.notes]
-    for note in report.notes:
-        progress.note(note)
-    report.seconds = round(time.monotonic() - started, 2)
+    if ordered and report.cluster_id:
+        report.clusters[ordered[0].name] = report.cluster_id
+    return report
+
+
+def _observe_blank(ordered: list[Machine], access: AdminAccess, _managers: int, progress: Progress) -> SwarmReport:
+    """`formed: false`: nothing is formed or repaired (a cluster the student made is theirs); a node
+    is ok when its engine answers."""
+    report = SwarmReport(cluster_id=None, manager=None, nodes=[])
+    with sessions(ordered, access, Secrets(), read_lists=False) as nodes:
+        for node in nodes:
+            node.report.ok = node.local is not None and node.report.error is None
+            if node.local is not None and node.local.state is LocalState.ERROR:
+                node.report.ok, node.report.error = False, f"Swarm error: {clean(node.local.error)}"
+            report.nodes.append(node.report)
+            progress.advance("swarm", detail=node.name)
     return report
 
 

@@ -32,6 +32,19 @@ class SwarmReport:
     removed: list[str] = field(default_factory=list)  # stale entries removed: "swarm-3 (ab12cd34ef56)"
     notes: list[str] = field(default_factory=list)  # lines worth showing the trainer
     seconds: float = 0.0
+    clusters: dict[str, str] = field(default_factory=dict)  # first node -> cluster ID, per cluster formed
+
+    def add(self, other: SwarmReport) -> None:
+        """Take in the report of one more cluster (`cluster_id`/`manager`: while there is only one)."""
+        first = not self.nodes
+        self.nodes += other.nodes
+        self.cluster_id = other.cluster_id if first else None
+        self.manager = other.manager if first else None
+        self.formed, self.lost = self.formed or other.formed, self.lost or other.lost
+        self.recovered = self.recovered or other.recovered
+        self.removed += other.removed
+        self.notes += other.notes
+        self.clusters.update(other.clusters)
 
     @property
     def ok(self) -> bool:

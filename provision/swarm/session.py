@@ -200,8 +200,8 @@ def raise_if_bug(error: BaseException) -> None:
 
 @contextmanager
 def sessions(machines: list[Machine], access: AdminAccess, secrets: Secrets,
-             connect_seconds: float = CONNECT_RETRY_SECONDS) -> Iterator[list[Node]]:
-    """A session on each running node, its `docker info` read, and each manager's node list.
+             connect_seconds: float = CONNECT_RETRY_SECONDS, read_lists: bool = True) -> Iterator[list[Node]]:
+    """A session on each running node, its `docker info` read, and (`read_lists`) each manager's node list.
 
     A node that cannot be reached or asked keeps the reason in `node.report.error`.
     """
@@ -220,7 +220,8 @@ def sessions(machines: list[Machine], access: AdminAccess, secrets: Secrets,
             if error is not None:
                 raise_if_bug(error)
                 node.report.error = secrets.scrub(last_line(error))
-        read_node_lists(nodes)
+        if read_lists:
+            read_node_lists(nodes)
         yield nodes
     finally:
         for node in nodes:
@@ -242,9 +243,10 @@ def observed(nodes: list[Node], established: str | None = None) -> Cluster:
     return Cluster(tuple(n.view() for n in nodes), established=established)
 
 
-def observe(machines: list[Machine], access: AdminAccess, connect_seconds: float = CONNECT_RETRY_SECONDS) -> Cluster:
+def observe(machines: list[Machine], access: AdminAccess, connect_seconds: float = CONNECT_RETRY_SECONDS,
+            read_lists: bool = True) -> Cluster:
     """The cluster as it is now (for `status`): nothing changed, every session closed again."""
-    with sessions(machines, access, Secrets(), connect_seconds) as nodes:
+    with sessions(machines, access, Secrets(), connect_seconds, read_lists) as nodes:
         return observed(nodes)
 
 

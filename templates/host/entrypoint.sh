@@ -1,5 +1,5 @@
 #!/bin/sh
-# PID 1 of a local classroom host: prepare cgroups for a nested engine, start dockerd, run sshd.
+# PID 1 of a local classroom host: prepare cgroups for a nested engine, run sshd, start dockerd.
 set -e
 
 # A private cgroup2 mount, then move ourselves into a leaf so the nested dockerd can enable
@@ -20,5 +20,9 @@ chmod 0700 /root/.ssh
 # one here, or the tool (which pins it) would refuse the host.
 [ -s /etc/ssh/ssh_host_ed25519_key ] || { echo "no /etc/ssh/ssh_host_ed25519_key: not started by classroom?" >&2; exit 1; }
 
-/usr/local/sbin/classroom-start-docker || true
+# sshd first, the engine in the background: the tool's session opens (and a new host receives the
+# course's images through the outer engine) while the nested engine starts, seconds when thirty
+# start at once. Provisioning waits for it with classroom-start-docker, which waits for this start
+# rather than making a second one.
+/usr/local/sbin/classroom-start-docker &
 exec /usr/sbin/sshd -D -e

@@ -52,6 +52,7 @@ from ...errors import BadInput, ClassroomError, last_line
 from ...progress import NULL_PROGRESS, Progress
 from ...state import AwsRecord, new_secret, write_private
 from ...model import MachineState, Role
+from ...ports import course_ports
 from ..base import Backend, EnsureResult, Leftover, Machine
 
 if TYPE_CHECKING:
@@ -721,7 +722,9 @@ class AwsBackend(Backend):
             state=MachineState(MACHINE_STATES.get(instance["State"]["Name"], instance["State"]["Name"])),
             ssh_host=address, ssh_port=SSH_PORT, public_host=address, public_port=SSH_PORT,
             private_address=instance.get("PrivateIpAddress"), machine_id=instance["InstanceId"],
-            admin_user="root")
+            admin_user="root",
+            # The security group opens the course's ports on every host's own address.
+            ports=tuple((port, port) for port in course_ports(self.config.port_ranges)))
 
 
 def _tags(item: dict[str, Any]) -> dict[str, str]:
