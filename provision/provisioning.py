@@ -210,10 +210,13 @@ def _sent(upload: Future | None) -> dict[str, str]:
         return {}
 
 
-def stopped_meanwhile(gone: Callable[[], str | None] | None, grace: float = 2.0) -> str | None:
+STOPPED_GRACE_SECONDS = 2.0  # how long a failed host that still runs is watched (tests of unreachable hosts set 0)
+
+
+def stopped_meanwhile(gone: Callable[[], str | None] | None, grace: float | None = None) -> str | None:
     """After a failure: whether the machine stopped. The session may see the end of a killed
     machine before its backend does, so a machine that still runs is asked again for a moment."""
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + (STOPPED_GRACE_SECONDS if grace is None else grace)
     while gone is not None:
         reason = gone()
         if reason or time.monotonic() >= deadline:

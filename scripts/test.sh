@@ -76,9 +76,11 @@ log "ready: $(.venv/bin/classroom --help >/dev/null && echo 'classroom installed
 if $setup_only; then exit 0; fi
 
 # 4. The tests. -p no:cacheprovider: a read-only or shared checkout gets no .pytest_cache.
-export PYTHONDONTWRITEBYTECODE=1
+# Bytecode is kept (__pycache__ is ignored by git, and skipped where the checkout is read-only):
+# compiling the package and rewriting the tests' asserts again on every run cost the unit tier 2-3 s.
 if $fast; then
-  # Every test that uses the engine is marked `engine` (tests/conftest.py marks them by fixture).
+  # Every test that uses the engine is marked `engine` (tests/conftest.py marks them by fixture,
+  # a few by hand); the rest needs no engine and runs in one process.
   exec .venv/bin/python -m pytest -q -p no:cacheprovider -m "not engine" "$@"
 fi
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -42,12 +42,17 @@ def daemon_json(spec: ClassroomSpec) -> str | None:
     return json.dumps(docker_daemon_config(spec.registry_mirror))
 
 
-def render_user_data(host: HostEntry, spec: ClassroomSpec) -> str:
+@cache
+def compiled(text: str):
+    """The template compiled once per text: a program renders it for every host."""
     from jinja2 import Environment, StrictUndefined
 
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    template = env.from_string(template_text())
-    text = template.render(
+    return env.from_string(text)
+
+
+def render_user_data(host: HostEntry, spec: ClassroomSpec) -> str:
+    text = compiled(template_text()).render(
         classroom=spec.name,
         host=host,
         admin_public_key=spec.admin_public_key,

@@ -460,7 +460,12 @@ def room_up(engine, tmp_path_factory, tiny_image, prefix: str, *, swarm_nodes: i
 
 # --- AWS stand-ins ---------------------------------------------------------------------------------
 def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()) -> None:
-    """Dummy credentials for moto, and nothing of the trainer's real AWS or Pulumi setup."""
+    """Dummy credentials for moto, and nothing of the trainer's real AWS or Pulumi setup.
+
+    moto also starts without its ~1,300 stock AMIs: it makes them (each with a volume and a
+    snapshot) in every region a test touches, which was most of an AWS test's time. The hosts'
+    image is the one a test publishes (`fakes.publish_image`), as Debian publishes its own.
+    """
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", *also_unset):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -468,6 +473,61 @@ def fake_aws_credentials(monkeypatch, tmp_path, also_unset: tuple[str, ...] = ()
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_service_models_built_once():
+    """Each boto3 Session parses anew the JSON model of every service it uses (EC2's is megabytes),
+    and each client builds a class with a method per operation (EC2 has about 700). The AWS tests
+    make a session per command, as the tool does per run, and hundreds of clients: here each model
+    is parsed and indexed once, and each service's client class built once, for the whole run. Both are
+    read-only and the same for every session (one botocore), so no test sees a difference."""
+    try:
+        from botocore import client, loaders, session
+    except ImportError:  # no `aws` extra
+        yield
+        return
+    loaders_made: dict = {}
+    models_made: dict = {}
+    classes_made: dict = {}
+
+    def shared_loader(search_path_string=None):
+        if search_path_string not in loaders_made:
+            loaders_made[search_path_string] = loaders.create_loader(search_path_string)
+        return loaders_made[search_path_string]
+
+    build_model = client.ClientCreator._load_service_model
+    build_class = client.ClientCreator._create_client_class
+
+    def shared_model(creator, service_name, api_version=None):
+        key = (service_name, api_version)
+        if key not in models_made:
+            models_made[key] = build_model(creator, service_name, api_version)
+        return models_made[key]
+
+    def shared_class(creator, service_name, service_model):
+        key = (service_name, service_model.api_version)
+        if key not in classes_made:
+            classes_made[key] = build_class(creator, service_name, service_model)
+        return classes_made[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(session, "create_loader", shared_loader)
+        patch.setattr(client.ClientCreator, "_load_service_model", shared_model)
+        patch.setattr(client.ClientCreator, "_create_client_class", shared_class)
+        yield
+
+
+# --- password hashes -------------------------------------------------------------------------------
+@pytest.fixture
+def quick_password_hashes(monkeypatch):
+    """SHA-512 crypt at 1000 rounds (its least) instead of 20 000, for tests that make classrooms
+    whose hashes no one checks the strength of: a hash then takes under a millisecond rather than
+    about 12. test_untrusted (unit) and test_trust (engine) check the production rounds."""
+    from provision import passwords
+
+    monkeypatch.setattr(passwords, "HASH_ROUNDS", 1000)
 
 
 # --- tiers -----------------------------------------------------------------------------------------

@@ -250,6 +250,34 @@ class Mocks(PulumiMocks):
                 "version": 1, "insecureValue": "ami-0fromssm", "withDecryption": True}
 
 
+def run_under_mocks(mocks, stack: str, program) -> dict:
+    """Run a Pulumi program under `mocks`, set for this run only (nothing leaks between tests);
+    returns the outputs `program()` returns, resolved.
+
+    At every resource Pulumi walks the whole call stack, for the source positions the engine shows
+    beside errors; under pytest that stack is deep, and the walk was a fifth of a run. Mocks never
+    read it, so here it is left empty (when this Pulumi still has that hook)."""
+    from pulumi.runtime import resource as registration
+    from pulumi.runtime.proto import source_pb2
+
+    pulumi.runtime.set_mocks(mocks, project="classroom", stack=stack, preview=False)
+    outputs: dict = {}
+
+    @pulumi.runtime.test
+    def body():
+        return pulumi.Output.from_input(program()).apply(outputs.update)
+
+    walk = getattr(registration, "_get_stack_trace", None)
+    if walk is not None:
+        registration._get_stack_trace = source_pb2.StackTrace
+    try:
+        body()
+    finally:
+        if walk is not None:
+            registration._get_stack_trace = walk
+    return outputs
+
+
 def deploy(config: dict[str, str], program=None) -> tuple[dict, list]:
     """What the engine would do with this configuration: run the program (inline, as the backend
     hands it over) under mocks; returns the stack outputs and the resources."""
@@ -262,15 +290,7 @@ def deploy(config: dict[str, str], program=None) -> tuple[dict, list]:
     pulumi.export = lambda key, value: exported.__setitem__(key, value)
     pulumi.runtime.set_all_config(config)
     try:
-        pulumi.runtime.set_mocks(mocks, project="classroom", stack=config["classroom:name"], preview=False)
-        outputs: dict = {}
-
-        @pulumi.runtime.test
-        def body():
-            main()
-            return pulumi.Output.from_input(exported).apply(outputs.update)
-
-        body()
+        outputs = run_under_mocks(mocks, config["classroom:name"], lambda: (main(), exported)[1])
     finally:
         pulumi.export = real_export
         pulumi.runtime.set_all_config({})
@@ -429,6 +449,13 @@ def launch_instance(ec2, host: str, classroom: str = "demo", role: str = "studen
 def tag_spec(kind: str, classroom: str = "demo") -> list[dict]:
     tags = {**TAGS, "classroom": classroom, "Name": f"classroom-{classroom}-{kind}"}
     return [{"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+
+
+def publish_image(ec2, ssm, parameter: str) -> str:
+    """An image registered in moto and named by `parameter`, as Debian names its AMIs in SSM."""
+    image = ec2.register_image(Name="debian-12-amd64-test", Description="stands in for Debian 12")["ImageId"]
+    ssm.put_parameter(Name=parameter, Value=image, Type="String", Overwrite=True)
+    return image
 
 
 def make_lost_classroom(ec2) -> dict[str, str]:

@@ -38,7 +38,8 @@ from fakes import (INSTANCE, KEY, REGION, FakePulumi, ProgressRecorder, deploy, 
                    live_instances, make_lost_classroom, tag_spec, urn)
 
 NOW = datetime(2030, 3, 1, 9, 0, 0, tzinfo=timezone.utc)
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pulumi_aws's own
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # pulumi_aws's own
+              pytest.mark.usefixtures("quick_password_hashes")]
 
 
 # --- fixtures ------------------------------------------------------------------------------------

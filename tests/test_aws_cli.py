@@ -33,7 +33,7 @@ moto = pytest.importorskip("moto")
 import paramiko
 from botocore.stub import Stubber
 from conftest import fake_aws_credentials
-from fakes import FakePulumi, make_lost_classroom
+from fakes import FakePulumi, make_lost_classroom, publish_image
 
 from provision import backends, provisioning, ssh
 from provision import engine as trainer_engine
@@ -47,7 +47,8 @@ PARAMETER = "/classroom-test/debian-12/amd64"  # moto reserves /aws/...: the tes
 QUOTA = {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"}
 NETWORK_QUOTAS = [{"ServiceCode": "vpc", "QuotaCode": "L-F678F1CE"}, {"ServiceCode": "vpc", "QuotaCode": "L-A4707A72"}]
 ERROR = "classroom: error: "
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pulumi_aws's own
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # pulumi_aws's own
+              pytest.mark.usefixtures("quick_password_hashes")]
 
 CLASSROOM_FILE = f"""\
 name: demo
@@ -115,10 +116,12 @@ def _instances(classroom: str) -> list[dict]:
 
 
 def moto_clients(quota: float = 64):
-    """AwsBackend's `clients`: boto3 clients on moto, the vCPU quota answered by a Stubber."""
+    """AwsBackend's `clients`: boto3 clients on moto, the vCPU quota answered by a Stubber.
+    One session for the test (making one registers hundreds of botocore handlers), fresh clients
+    and a fresh Stubber for each backend the CLI makes, as the tool makes them for each run."""
+    session = boto3.session.Session()
 
     def factory(region: str):
-        session = boto3.session.Session()
         cache: dict = {}
         quotas = session.client("service-quotas", region_name=region)
         stub = Stubber(quotas)
@@ -163,9 +166,7 @@ def aws_env(monkeypatch, tmp_path):
     fake_aws_credentials(monkeypatch, tmp_path, also_unset=(
         "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"))
     with moto.mock_aws():
-        image = _ec2().describe_images(
-            Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-2.0.*-x86_64-gp2"]}])["Images"][0]["ImageId"]
-        boto3.client("ssm", region_name=REGION).put_parameter(Name=PARAMETER, Value=image, Type="String")
+        publish_image(_ec2(), boto3.client("ssm", region_name=REGION), PARAMETER)
         yield
 
 
@@ -190,7 +191,8 @@ def engine(monkeypatch, aws_env) -> MotoPulumi:
 
 @pytest.fixture
 def unreachable(monkeypatch) -> list[dict]:
-    """Every SSH connection is refused at once (no retries); returns what was attempted."""
+    """Every SSH connection is refused at once (no retries, and no watching for a moment whether
+    the host stopped meanwhile: moto's hosts never stop by themselves); returns what was attempted."""
     attempts: list[dict] = []
 
     def connect(self, hostname, port=22, username=None, **kwargs):
@@ -204,6 +206,7 @@ def unreachable(monkeypatch) -> list[dict]:
     for module in (ssh, provisioning, swarm_session):  # checks opens through ssh.opened
         monkeypatch.setattr(module, "open_with_retry",
                             lambda connection, _deadline=0, **kwargs: real(connection, 0, **kwargs))
+    monkeypatch.setattr(provisioning, "STOPPED_GRACE_SECONDS", 0)
     return attempts
 
 

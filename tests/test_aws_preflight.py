@@ -8,6 +8,7 @@ boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 from botocore.stub import Stubber
 from conftest import fake_aws_credentials
+from fakes import publish_image
 
 from provision.backends.aws import preflight as aws_preflight
 from provision.errors import BadInput, ExitCode
@@ -62,16 +63,7 @@ class Clients:
 
 def debian_image() -> str:
     """Publish a moto AMI under our parameter name, as Debian does under /aws/service/debian."""
-    image = any_image()
-    client("ssm").put_parameter(Name=PARAMETER, Value=image, Type="String")
-    return image
-
-
-def any_image() -> str:
-    """One of moto's AMIs (filtered by name: listing them all takes seconds)."""
-    ec2 = client("ec2")
-    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-2.0.*-x86_64-gp2"]}])
-    return images["Images"][0]["ImageId"]
+    return publish_image(client("ec2"), client("ssm"), PARAMETER)
 
 
 def run(clients, hosts=3, **changes):
@@ -83,7 +75,7 @@ def run(clients, hosts=3, **changes):
 
 def launch(count: int, instance_type: str, tags: dict[str, str] | None = None) -> None:
     ec2 = client("ec2")
-    image = any_image()
+    image = ec2.register_image(Name="someone-elses-image")["ImageId"]
     extra = {}
     if tags:
         extra["TagSpecifications"] = [{"ResourceType": "instance",

@@ -34,6 +34,8 @@ from stacks import (
 from stacks.classroom_stack import classroom_program, main
 from stacks.userdata import USER_DATA_LIMIT
 
+from fakes import run_under_mocks
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk6 classroom-demo"
 EXPIRES = datetime(2030, 1, 2, 17, 30, tzinfo=timezone.utc)
@@ -96,16 +98,7 @@ def make_spec(students: int = 2, swarm: int = 0, **changes) -> ClassroomSpec:
 def run_program(spec: ClassroomSpec, program=None) -> tuple[Recorder, dict]:
     """Run the program under fresh mocks (set per run: nothing leaks between tests)."""
     mocks = Recorder()
-    pulumi.runtime.set_mocks(mocks, project="classroom", stack=spec.name, preview=False)
-    outputs: dict = {}
-
-    @pulumi.runtime.test
-    def body():
-        result = (program or classroom_program)(spec)
-        return pulumi.Output.from_input(result).apply(outputs.update)
-
-    body()
-    return mocks, outputs
+    return mocks, run_under_mocks(mocks, spec.name, lambda: (program or classroom_program)(spec))
 
 
 @pytest.mark.parametrize(("students", "swarm"), [(1, 0), (3, 0), (2, 3), (30, 3)])

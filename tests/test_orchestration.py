@@ -25,6 +25,8 @@ from provision.errors import BadInput
 from provision.model import Leftover, MachineState
 from provision.state import ClassroomState
 
+pytestmark = pytest.mark.usefixtures("quick_password_hashes")  # conftest: no test here checks the rounds
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
