@@ -134,8 +134,9 @@ def test_the_offline_example_course_passes_every_chapter(engine, tmp_path):
     cli = Cli(tmp_path / "home", cwd=tmp_path)
     try:
         run = cli("-f", path, "rehearse", "--json", timeout=1800)
-        assert run.exit_code == 0, run
-        report = json.loads(run.stdout)
+        report = json.loads(run.stdout) if run.stdout.startswith("{") else {"exercises": []}
+        failed = {e["name"]: e["tail"] for e in report["exercises"] if not e["ok"]}
+        assert run.exit_code == 0, (failed, run.stderr)  # what a trainer reads first: which chapter, and why
         assert [(e["name"], e["ok"]) for e in report["exercises"]] == [(c, True) for c in CHAPTERS], run
         assert report["ok"] is True and report["removed"] is True and report["scratch"] == f"{name}-rehearsal"
         assert classroom_resources(engine, f"{name}-rehearsal") == {"containers": [], "volumes": [], "networks": []}

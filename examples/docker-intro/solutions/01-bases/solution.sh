@@ -21,19 +21,19 @@ docker stop webserver-2 && docker start webserver-2 && docker kill webserver-2
 
 docker run -d --name db-server -e POSTGRES_PASSWORD=secret docker-intro/postgres:1
 docker exec db-server ps faux | seen postgres
-for _ in $(seq 30); do docker logs db-server 2>&1 | seen 'ready to accept connections' && break; sleep 1; done
+for _ in $(seq 120); do docker logs db-server 2>&1 | seen 'ready to accept connections' && break; sleep 1; done
 docker logs db-server 2>&1 | grep 'ready to accept connections'
 
 docker run -d --name webserver-3 -p 8000:80 docker-intro/web:1
 address=$(docker inspect --format '{{ .NetworkSettings.IPAddress }}' webserver-3)
-for _ in $(seq 20); do curl -sfI "http://$address:80" >/dev/null && break; sleep 0.5; done
+for _ in $(seq 240); do curl -sfI "http://$address:80" >/dev/null && break; sleep 0.5; done
 curl -sfI "http://$address:80" | head -n1
 curl -sfI http://localhost:8000 | head -n1
 docker logs webserver-3 | seen 'HEAD / HTTP'      # nginx logs to the container's stdout
 
 docker run -d --name webserver-4 -P docker-intro/web:1
 port=$(docker port webserver-4 80 | head -n1 | cut -d: -f2)
-for _ in $(seq 20); do curl -sfI "http://localhost:$port" >/dev/null && break; sleep 0.5; done
+for _ in $(seq 240); do curl -sfI "http://localhost:$port" >/dev/null && break; sleep 0.5; done
 curl -sfI "http://localhost:$port" | head -n1
 
 docker run --rm --volume /app debian:bookworm-slim ls -ld /app
@@ -45,7 +45,7 @@ docker exec ws-vol ls -l /application/toto
 
 mkdir -p ~/site && echo "Bonjour !" > ~/site/index.html
 docker run -d --name webserver-5 -p 8001:80 -v ~/site:/usr/share/nginx/html:ro docker-intro/web:1
-for _ in $(seq 20); do curl -sf http://localhost:8001 >/dev/null && break; sleep 0.5; done
+for _ in $(seq 240); do curl -sf http://localhost:8001 >/dev/null && break; sleep 0.5; done
 curl -sf http://localhost:8001 | seen -x "Bonjour !"
 echo "Re-bonjour !" > ~/site/index.html
 curl -sf http://localhost:8001 | seen -x "Re-bonjour !"

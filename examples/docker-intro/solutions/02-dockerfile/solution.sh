@@ -9,7 +9,7 @@ trap 'docker rm -f my-web-1 my-web-2 >/dev/null 2>&1 || true; docker rmi web:1.0
       rm -rf "$work"' EXIT
 
 fetch() {  # fetch PORT: the page, once nginx answers
-  for _ in $(seq 30); do curl -sf "http://localhost:$1" && return; sleep 0.5; done
+  for _ in $(seq 240); do curl -sf "http://localhost:$1" && return; sleep 0.5; done
   curl -sf "http://localhost:$1"
 }
 

@@ -8,7 +8,7 @@ trap 'docker rm -f redissrv redissrv-2 pere db >/dev/null 2>&1 || true
       docker network rm db-net-1 >/dev/null 2>&1 || true
       docker volume rm shared-data pgdata >/dev/null 2>&1 || true' EXIT
 
-retry() { for _ in $(seq 30); do "$@" && return; sleep 1; done; "$@"; }
+retry() { for _ in $(seq 120); do "$@" && return; sleep 1; done; "$@"; }
 
 docker inspect docker-intro/redis:1 | grep -i -A2 expose | seen 6379
 docker run -d --name redissrv docker-intro/redis:1

@@ -10,7 +10,7 @@ trap 'docker-compose down -v >/dev/null 2>&1 || true' EXIT
 docker-compose up -d
 docker-compose ps
 docker compose ps | seen vote   # the plugin's spelling works too
-for _ in $(seq 30); do curl -sf http://localhost:5000 >/dev/null && break; sleep 1; done
+for _ in $(seq 120); do curl -sf http://localhost:5000 >/dev/null && break; sleep 1; done
 curl -sf http://localhost:5000 | seen 'Chats contre Chiens'
 curl -sf -d vote=a http://localhost:5000 | seen 'Vote enregistré'
 docker-compose logs vote | seen 'POST /'
@@ -20,6 +20,6 @@ fi
 docker-compose up -d --scale vote=1
 docker-compose down
 docker-compose up -d
-for _ in $(seq 30); do curl -sf http://localhost:5000 >/dev/null && break; sleep 1; done
+for _ in $(seq 120); do curl -sf http://localhost:5000 >/dev/null && break; sleep 1; done
 curl -sf http://localhost:5000 | seen 'Chats : 1'   # the vote is kept in the db-data volume
 echo "04-compose: ok"

@@ -21,7 +21,7 @@ docker node ls
 
 running() { docker service ps "$service" --filter desired-state=running --format '{{ .CurrentState }}' | grep -c '^Running' || true; }
 wait_running() {
-  for _ in $(seq 60); do [ "$(running)" -ge "$1" ] && return; sleep 1; done
+  for _ in $(seq 180); do [ "$(running)" -ge "$1" ] && return; sleep 1; done
   docker service ps --no-trunc "$service" >&2; echo "fewer than $1 task(s) running" >&2; return 1
 }
 
@@ -31,7 +31,7 @@ docker service ps "$service"
 docker service scale -d "$service=6"
 wait_running 6
 port=$(docker ps --filter "name=$service." --format '{{ .Ports }}' | head -n1 | sed -E 's/.*:([0-9]+)->80.*/\1/')
-for _ in $(seq 20); do curl -sf "http://localhost:$port" >/dev/null && break; sleep 0.5; done
+for _ in $(seq 240); do curl -sf "http://localhost:$port" >/dev/null && break; sleep 0.5; done
 curl -sf "http://localhost:$port" | seen Bonjour
 docker service rm "$service"
 echo "05-swarm: ok"
