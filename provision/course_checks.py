@@ -96,7 +96,8 @@ def progress(room: Classroom) -> ProgressResult:
     require_recorded_course(room)
     names = [check.name for check in checks]
     machines = {m.student: m for m in room.backend.machines() if m.role == Role.STUDENT and m.student}
-    students = [spec.student for spec in room.planned_hosts() if spec.student]
+    # One row per student: their own host, not the Swarm nodes they also own.
+    students = [spec.student for spec in room.planned_hosts() if spec.role == Role.STUDENT and spec.student]
     access = room.admin_access()
     running = [machines[s] for s in students if s in machines and machines[s].running]
     outcomes = {machine.student: (done, error) for machine, done, error in in_parallel(

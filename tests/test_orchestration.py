@@ -310,3 +310,25 @@ def test_exercise_changes_are_parsed_at_the_edge_and_rendered_once():
     assert summarize_exercise_changes(done) == [
         "exercises: 2 added; 1 kept (changed by the student): b.md; 1 left deleted by the student: d.md"]
     assert summarize_exercise_changes({}) == []
+
+
+# --- progress --------------------------------------------------------------------------------------------
+def test_progress_has_one_row_per_student_not_one_per_machine_they_own(tmp_path, monkeypatch):
+    """A student with a Swarm cluster of their own owns three machines: the matrix still has one
+    row for them, from their own host."""
+    from provision import course_checks
+
+    (tmp_path / "checks" / "01-hello").mkdir(parents=True)
+    (tmp_path / "checks" / "01-hello" / "check.sh").write_text("test -f done.txt\n")
+    name = unique_name("orch")
+    config = ClassroomConfig(name=name, students=2, swarm={"nodes": 3}, checks=tmp_path / "checks")
+    room = Classroom.open(config, backend=FakeBackend(ClassroomState(name, tmp_path / "home")), remote=FakeHostWork(),
+                          state=ClassroomState(name, tmp_path / "home"))
+    commands.up(room)
+    asked = []
+    monkeypatch.setattr(course_checks, "check_student",
+                        lambda machine, access, student, checks: asked.append(machine.name) or {"01-hello": True})
+    result = course_checks.progress(room)
+    assert [(row.student, row.host) for row in result.students] == [("student-01", "student-01"),
+                                                                    ("student-02", "student-02")]
+    assert sorted(asked) == ["student-01", "student-02"]  # their own hosts only, never a node
